@@ -1,0 +1,438 @@
+/* SPDX-License-Identifier: GPL-2.0 OR BSD-3-Clause */
+/*
+ * SentinelEdge wire contract.
+ *
+ * Every struct that crosses a ring buffer (kernel -> user) or a config map
+ * (user -> kernel) lives in this one header. Rules:
+ *   - fixed-width types only, explicit padding, 8-byte aligned sizes;
+ *   - every event starts with struct se_hdr followed by struct se_proc;
+ *   - variable-length data (paths, argv, names) is appended after the fixed
+ *     part and referenced by a struct se_str {off, len} whose offset is
+ *     relative to the start of the event;
+ *   - the user-space decoder is generated at run time from the BTF of the
+ *     compiled object, and a test compares it with bpftool's view of the same
+ *     BTF, so a change here never silently corrupts events.
+ *
+ * The event type values are part of the contract: never renumber, only add.
+ */
+#ifndef SE_EVENTS_H
+#define SE_EVENTS_H
+
+#ifndef __VMLINUX_H__
+#include <linux/types.h>
+#endif
+
+/* ---- limits ------------------------------------------------------------ */
+#define SE_COMM_LEN        16
+#define SE_PATH_MAX        4096   /* one path (host path, after the walk) */
+#define SE_PATH_DEPTH      64     /* dentry components walked per path */
+#define SE_ARGV_MAX        4096   /* bytes of argv copied per exec */
+#define SE_ENV_VALUE_MAX   512    /* bytes of LD_PRELOAD / LD_LIBRARY_PATH */
+#define SE_ENV_SCAN_MAX    256    /* environment strings scanned per exec */
+#define SE_NAME_MAX        256    /* short names: xattr, fs type, memfd name */
+#define SE_EVENT_MAX       16384  /* largest event ever emitted */
+#define SE_PREFIX_MAX      8      /* include / exclude path prefixes */
+#define SE_PREFIX_LEN      64
+
+/* ---- event types (se_hdr.type) ------------------------------------------ */
+enum se_event_type {
+	SE_EV_EXEC        = 1,   /* struct se_exec */
+	SE_EV_FORK        = 2,   /* struct se_fork */
+	SE_EV_EXIT        = 3,   /* struct se_exit */
+	SE_EV_COMM        = 4,   /* struct se_comm */
+	SE_EV_FILE        = 10,  /* struct se_file (op in se_file.op) */
+	SE_EV_NET         = 20,  /* struct se_net  (op in se_net.op) */
+	SE_EV_CRED        = 30,  /* struct se_cred (setuid family, capset) */
+	SE_EV_NS          = 31,  /* struct se_ns   (mount, umount, unshare, setns) */
+	SE_EV_MEM         = 40,  /* struct se_mem  (mmap / mprotect W+X, anon X) */
+	SE_EV_PTRACE      = 41,  /* struct se_ptrace (ptrace, process_vm_*) */
+	SE_EV_MEMFD       = 42,  /* struct se_memfd */
+	SE_EV_MODULE      = 43,  /* struct se_module (init/finit/delete_module) */
+	SE_EV_BPF         = 44,  /* struct se_bpf  (bpf() by other processes) */
+	SE_EV_IO_URING    = 45,  /* struct se_io_uring */
+	SE_EV_LOSS        = 90,  /* reserved: synthesised by user space */
+};
+
+/* ---- sensors: the unit of on/off switches, rings and loss counters ------ */
+enum se_sensor {
+	SE_SENSOR_PROCESS = 0,   /* exec, fork, exit, comm */
+	SE_SENSOR_FILE    = 1,
+	SE_SENSOR_NET     = 2,
+	SE_SENSOR_PRIV    = 3,   /* cred changes, namespaces, mounts */
+	SE_SENSOR_MEM     = 4,   /* mmap/mprotect, ptrace, memfd, module, bpf, io_uring */
+	SE_SENSOR_MAX     = 5,
+};
+
+/* per-sensor counters in the se_stats per-CPU array: index sensor*SE_STAT_MAX+stat */
+enum se_stat {
+	SE_STAT_EMITTED   = 0,   /* events handed to the ring successfully */
+	SE_STAT_DROPPED   = 1,   /* ring full: bpf_ringbuf_output failed */
+	SE_STAT_DEDUPED   = 2,   /* suppressed by the in-kernel dedup window */
+	SE_STAT_FILTERED  = 3,   /* suppressed by prefix filters */
+	SE_STAT_ERRORS    = 4,   /* a read failed, partial event emitted */
+	SE_STAT_MAX       = 5,
+};
+
+/* ---- common header ------------------------------------------------------ */
+struct se_hdr {
+	__u16 type;      /* enum se_event_type */
+	__u16 size;      /* total bytes of this event, variable data included */
+	__u32 cpu;
+	__u64 ts_ns;     /* bpf_ktime_get_boot_ns() */
+};
+
+/* a variable-length field: bytes at [off, off+len) from the event start */
+struct se_str {
+	__u16 off;
+	__u16 len;       /* bytes without the terminating NUL */
+};
+
+/* the calling task, filled by se_fill_proc() for every event */
+struct se_proc {
+	__u32 pid;       /* tgid, host pid namespace */
+	__u32 tid;
+	__u32 ppid;      /* real parent's tgid */
+	__u32 ns_pid;    /* pid inside the task's own pid namespace */
+	__u32 uid;
+	__u32 euid;
+	__u32 gid;
+	__u32 egid;
+	__u32 loginuid;  /* (u32)-1 when unset */
+	__u32 sessionid;
+	__u32 mnt_ns;
+	__u32 pid_ns;
+	__u32 net_ns;
+	__u32 _pad0;
+	__u64 cgroup_id; /* cgroup v2 id (bpf_get_current_cgroup_id) */
+	__u64 start_ns;  /* group leader start_boottime: (pid, start_ns) names a process */
+	__u64 parent_start_ns;
+	char  comm[SE_COMM_LEN];
+};
+
+/* ---- process ------------------------------------------------------------ */
+enum se_exec_flags {
+	SE_EXEC_ARGV_TRUNC      = 1 << 0,
+	SE_EXEC_FILENAME_TRUNC  = 1 << 1,
+	SE_EXEC_EXE_DELETED     = 1 << 2,  /* exe inode has no links left */
+	SE_EXEC_EXE_MEMFD       = 1 << 3,  /* exe is a memfd */
+	SE_EXEC_SETUID          = 1 << 4,  /* euid changed by the exec */
+	SE_EXEC_SETGID          = 1 << 5,  /* egid changed by the exec */
+	SE_EXEC_SECUREEXEC      = 1 << 6,  /* AT_SECURE set for the new image */
+	SE_EXEC_ENV_TRUNC       = 1 << 7,
+	SE_EXEC_CWD_TRUNC       = 1 << 8,
+	SE_EXEC_EXE_TRUNC       = 1 << 9,
+};
+
+/* what an fd of 0/1/2 is */
+enum se_fd_kind {
+	SE_FD_NONE = 0, SE_FD_TTY = 1, SE_FD_PIPE = 2, SE_FD_SOCKET = 3,
+	SE_FD_FILE = 4, SE_FD_CHAR = 5, SE_FD_OTHER = 6,
+};
+
+struct se_exec {
+	struct se_hdr  hdr;
+	struct se_proc proc;         /* already the new image (comm is the new one) */
+	__u32 flags;                 /* enum se_exec_flags */
+	__u32 argc;                  /* NUL-separated strings in argv */
+	__u32 old_uid;               /* credentials before the exec */
+	__u32 old_euid;
+	__u32 old_gid;
+	__u32 old_egid;
+	__u32 exe_dev;               /* new_encode_dev() of the exe's superblock */
+	__u32 exe_nlink;
+	__u64 exe_ino;
+	__u32 exe_mode;
+	__u32 exe_uid;
+	__u8  fd_kind[3];            /* enum se_fd_kind of fds 0, 1, 2 */
+	__u8  _pad0[5];
+	struct se_str filename;      /* as given to execve (bprm->filename) */
+	struct se_str interp;        /* bprm->interp: differs for #! scripts */
+	struct se_str exe_path;      /* resolved absolute path of the running image */
+	struct se_str cwd;
+	struct se_str argv;          /* NUL-separated, argc strings */
+	struct se_str ld_preload;    /* value of LD_PRELOAD when set */
+	struct se_str ld_library_path;
+	struct se_str _pad1;
+};
+
+struct se_fork {
+	struct se_hdr  hdr;
+	struct se_proc proc;         /* the parent (caller of fork/clone) */
+	__u32 child_pid;
+	__u32 child_tid;
+	__u64 child_start_ns;
+	__u32 is_thread;             /* CLONE_THREAD: a new thread, same process */
+	__u32 _pad0;
+};
+
+struct se_exit {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__s32 exit_code;             /* (status >> 8) & 0xff */
+	__s32 exit_signal;           /* status & 0x7f: the killing signal, 0 if none */
+	__u32 core_dumped;
+	__u32 is_thread;             /* a thread exited, the process lives on */
+};
+
+struct se_comm {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	char  old_comm[SE_COMM_LEN];
+	char  new_comm[SE_COMM_LEN];
+};
+
+/* ---- file ------------------------------------------------------------- */
+enum se_file_op {
+	SE_FILE_OPEN = 1, SE_FILE_UNLINK = 2, SE_FILE_RENAME = 3, SE_FILE_CHMOD = 4,
+	SE_FILE_CHOWN = 5, SE_FILE_LINK = 6, SE_FILE_SYMLINK = 7, SE_FILE_UTIMES = 8,
+	SE_FILE_TRUNCATE = 9, SE_FILE_SETXATTR = 10, SE_FILE_MKDIR = 11, SE_FILE_RMDIR = 12,
+};
+
+enum se_file_flags {
+	SE_FILE_PATH_TRUNC      = 1 << 0,  /* a path hit SE_PATH_MAX or SE_PATH_DEPTH */
+	SE_FILE_RESOLVED_BY_FD  = 1 << 1,  /* resolved comes from the opened file itself */
+	SE_FILE_FOLLOW          = 1 << 2,  /* the final component is followed (not AT_SYMLINK_NOFOLLOW) */
+};
+
+struct se_file {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__u32 op;                    /* enum se_file_op */
+	__s32 ret;                   /* syscall result: fd or 0, or -errno */
+	__u32 syscall_nr;
+	__s32 dirfd;                 /* AT_FDCWD (-100) or a directory fd; fd for f* calls */
+	__u32 open_flags;            /* O_* for open; AT_* flags for *at calls; RENAME_* */
+	__u32 mode;                  /* creation mode / chmod mode */
+	__u32 uid;                   /* chown target ids ((u32)-1 = unchanged) */
+	__u32 gid;
+	__u32 flags;                 /* enum se_file_flags */
+	__u32 dev;                   /* device of the file when known (open success) */
+	__u64 ino;
+	__u64 size;                  /* truncate length */
+	struct se_str path;          /* raw first path argument, as given */
+	struct se_str path2;         /* raw second path (rename/link target, symlink target) */
+	struct se_str base;          /* absolute directory that path is relative to (dirfd or cwd); empty for absolute paths */
+	struct se_str base2;         /* same for path2 */
+	struct se_str resolved;      /* absolute host path of the opened file (from its fd), when available */
+	struct se_str xattr_name;
+	__s32 dirfd2;                /* base of path2: renameat/linkat new dirfd (AT_FDCWD otherwise) */
+	__u32 resolve;               /* openat2 RESOLVE_* flags */
+};
+
+/* ---- network ------------------------------------------------------------ */
+enum se_net_op {
+	SE_NET_SOCKET = 1,           /* raw / packet socket created */
+	SE_NET_CONNECT = 2,          /* connect() returned (ret may be -EINPROGRESS) */
+	SE_NET_CONNECT_DONE = 3,     /* async connect completed (from TCP state, matched by socket) */
+	SE_NET_ACCEPT = 4,
+	SE_NET_BIND = 5,
+	SE_NET_LISTEN = 6,
+	SE_NET_SENDTO = 7,           /* UDP datagram to an explicit address on an unconnected socket */
+	SE_NET_STATE = 8,            /* TCP state change */
+};
+
+struct se_net {
+	struct se_hdr  hdr;
+	struct se_proc proc;         /* for SE_NET_STATE / CONNECT_DONE: the socket's owner, see owner_pid */
+	__u32 op;                    /* enum se_net_op */
+	__s32 ret;
+	__s32 fd;
+	__u16 family;                /* AF_INET, AF_INET6, AF_UNIX, AF_PACKET */
+	__u16 sock_type;             /* SOCK_STREAM, SOCK_DGRAM, SOCK_RAW ... */
+	__u16 protocol;              /* IPPROTO_* or ETH_P_* for packet sockets */
+	__u16 sport;                 /* host byte order */
+	__u16 dport;
+	__u8  old_state;             /* TCP_* for SE_NET_STATE */
+	__u8  new_state;
+	__u8  saddr[16];             /* IPv4 in the first 4 bytes */
+	__u8  daddr[16];
+	__u64 cookie;                /* socket cookie, ties packets to the process */
+	__u32 backlog;
+	__u32 flags;                 /* socket() type flags, accept4 flags, sendto flags */
+	__u32 owner_pid;             /* pid recorded when the socket was connected (state events) */
+	__u32 _pad0;
+	__u64 bytes;                 /* sendto length */
+	struct se_str unix_path;     /* AF_UNIX path ('@' first for abstract) */
+	struct se_str _pad1;
+};
+
+/* ---- privilege and namespaces ------------------------------------------ */
+enum se_cred_op {
+	SE_CRED_SETUID = 1, SE_CRED_SETREUID = 2, SE_CRED_SETRESUID = 3, SE_CRED_SETFSUID = 4,
+	SE_CRED_SETGID = 5, SE_CRED_SETREGID = 6, SE_CRED_SETRESGID = 7, SE_CRED_SETFSGID = 8,
+	SE_CRED_CAPSET = 9,
+};
+
+struct se_ids {
+	__u32 uid, euid, suid, fsuid;
+	__u32 gid, egid, sgid, fsgid;
+};
+
+struct se_cred {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__u32 op;                    /* enum se_cred_op */
+	__s32 ret;
+	__u32 args[3];               /* the ids asked for, as given */
+	__u32 _pad0;
+	struct se_ids old_ids;
+	struct se_ids new_ids;
+	__u64 old_cap_effective;
+	__u64 old_cap_permitted;
+	__u64 old_cap_inheritable;
+	__u64 new_cap_effective;
+	__u64 new_cap_permitted;
+	__u64 new_cap_inheritable;
+};
+
+enum se_ns_op { SE_NS_MOUNT = 1, SE_NS_UMOUNT = 2, SE_NS_UNSHARE = 3, SE_NS_SETNS = 4 };
+
+struct se_ns {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__u32 op;                    /* enum se_ns_op */
+	__s32 ret;
+	__u64 flags;                 /* mount flags / unshare CLONE_* / umount flags */
+	__s32 fd;                    /* setns fd */
+	__u32 nstype;                /* setns nstype */
+	__u32 new_mnt_ns;            /* namespace ids after the call */
+	__u32 new_pid_ns;
+	__u32 new_net_ns;
+	__u32 _pad0;
+	struct se_str source;
+	struct se_str target;
+	struct se_str fstype;
+	struct se_str _pad1;
+	/* added by the priv sensor: every namespace id before and after the call */
+	__u32 new_uts_ns;
+	__u32 new_ipc_ns;
+	__u32 new_user_ns;           /* cred->user_ns */
+	__u32 new_cgroup_ns;
+	__u32 old_mnt_ns;            /* ids at syscall entry */
+	__u32 old_pid_ns;            /* like new_pid_ns: nsproxy->pid_ns_for_children */
+	__u32 old_net_ns;
+	__u32 old_uts_ns;
+	__u32 old_ipc_ns;
+	__u32 old_user_ns;
+	__u32 old_cgroup_ns;
+	__u32 _pad2;
+};
+
+/* ---- memory and injection ----------------------------------------------- */
+enum se_mem_op { SE_MEM_MMAP = 1, SE_MEM_MPROTECT = 2 };
+
+struct se_mem {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__u32 op;                    /* enum se_mem_op */
+	__u32 prot;
+	__u32 mmap_flags;
+	__s32 fd;
+	__u64 addr;
+	__u64 len;
+	__s64 ret;                   /* mmap address or -errno; mprotect 0 or -errno */
+	__u32 vma_flags;             /* mprotect: VM_* of the target mapping when found */
+	__u32 anon;                  /* 1 when no file backs the memory */
+};
+
+enum se_ptrace_op { SE_PTRACE = 1, SE_PROCESS_VM_READV = 2, SE_PROCESS_VM_WRITEV = 3 };
+
+struct se_ptrace {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__u32 op;                    /* enum se_ptrace_op */
+	__s32 ret32;
+	__s64 ret;
+	__u64 request;               /* PTRACE_* for ptrace */
+	__u64 addr;
+	__u32 target_pid;
+	__u32 _pad0;
+	__u64 target_start_ns;       /* 0 when the target could not be read */
+	char  target_comm[SE_COMM_LEN];
+};
+
+struct se_memfd {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__u32 mfd_flags;
+	__s32 ret;                   /* fd or -errno */
+	struct se_str name;
+	struct se_str _pad0;
+};
+
+enum se_module_op { SE_MODULE_INIT = 1, SE_MODULE_FINIT = 2, SE_MODULE_DELETE = 3 };
+
+struct se_module {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__u32 op;                    /* enum se_module_op */
+	__s32 ret;                   /* -ENOSYS on kernels without module support */
+	__s32 fd;                    /* finit_module */
+	__u32 mod_flags;
+	__u64 len;                   /* init_module image length */
+	__u32 syscall_nr;
+	__u32 via_raw_tp;            /* 1 when caught by the raw_tp/sys_enter fallback (no result) */
+	struct se_str name;          /* delete_module name, or finit_module file path */
+	struct se_str _pad0;
+};
+
+struct se_bpf {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__u32 cmd;                   /* BPF_PROG_LOAD ... */
+	__s32 ret;
+	__u32 prog_type;
+	__u32 insn_cnt;
+	__u32 attach_type;
+	__u32 _pad0;
+	char  prog_name[16];
+};
+
+enum se_io_uring_op { SE_IO_URING_SETUP = 1, SE_IO_URING_SUBMIT = 2, SE_IO_URING_REGISTER = 3 };
+
+struct se_io_uring {
+	struct se_hdr  hdr;
+	struct se_proc proc;
+	__u32 op;                    /* enum se_io_uring_op */
+	__s32 ret;
+	__u32 entries;               /* setup: sq entries */
+	__u32 setup_flags;
+	__u32 opcode;                /* submit: IORING_OP_* */
+	__u32 sq_thread;             /* submitted from the SQPOLL kernel thread */
+	__u64 req_flags;
+	__u64 user_data;
+	__u64 ring_ctx;              /* kernel address of the ring, links setup and submissions */
+	/* added by the mem sensor: in-kernel rate limit of submissions, see SE_IO_URING_WINDOW_NS */
+	__u32 suppressed;            /* submissions of the same (pid, ring, opcode) not reported since the last event */
+	__s32 ring_fd;               /* setup: the ring's fd (-1 when unknown) */
+};
+
+/*
+ * io_uring submissions are reported at most once per SE_IO_URING_WINDOW_NS
+ * for each (tgid, ring ctx, opcode); the next reported one carries the number
+ * suppressed in between. Suppressed submissions count as SE_STAT_DEDUPED.
+ */
+#define SE_IO_URING_WINDOW_NS  1000000000ULL
+
+/*
+ * se_fallback_syscalls values: the event type in the low 16 bits and the
+ * family's op (e.g. enum se_module_op) in the high 16 bits.
+ */
+#define SE_FALLBACK_VALUE(type, op) ((__u32)(type) | ((__u32)(op) << 16))
+
+/* ---- configuration: .rodata, set by the loader before load ------------- */
+struct se_config {
+	__u32 agent_tgid;                    /* events of this process are ignored */
+	__u32 sensor_enabled;                /* bit per enum se_sensor */
+	__u64 dedup_window_ns;               /* 0 disables open dedup */
+	__u32 n_include;                     /* file path prefixes (0 = everything) */
+	__u32 n_exclude;
+	char  include[SE_PREFIX_MAX][SE_PREFIX_LEN];
+	char  exclude[SE_PREFIX_MAX][SE_PREFIX_LEN];
+	__u32 argv_max;                      /* bytes of argv, <= SE_ARGV_MAX */
+	__u32 capture_env;                   /* scan env for LD_PRELOAD / LD_LIBRARY_PATH */
+	__u32 mem_anon_exec;                 /* report mmap/mprotect PROT_EXEC on anonymous memory */
+	__u32 bpf_all_cmds;                  /* report every bpf() command, not only loads */
+};
+
+#endif /* SE_EVENTS_H */

@@ -1,0 +1,290 @@
+"""The agent: the pipeline from kernel rings to written OCSF objects.
+
+    drain rings -> decode (wire) -> enrich -> map to OCSF -> sink
+
+Rings are drained on a short timer (no per-event wakeups). The process ring
+is drained first and other events newer than that drain are held back to the
+next round, so an exec is always enriched before the file or network events
+of the image it created. Every loss is counted: kernel reservation failures
+per sensor (se_stats), and user-space drops (records that break the wire
+contract, objects a sink could not write); growth raises a health event.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sentinel_edge.config import AgentConfig
+from sentinel_edge.enrich import Enricher
+from sentinel_edge.enrich.host import host_info
+from sentinel_edge.errors import OutputError, SentinelEdgeError, WireError
+from sentinel_edge.loader import probes
+from sentinel_edge.loader.session import SENSORS, BpfSession, SessionReport
+from sentinel_edge.model import KIND_HEALTH, Event
+from sentinel_edge.output.ocsf import to_ocsf
+from sentinel_edge.output.sinks import Sink
+from sentinel_edge.wire import Decoder
+
+log = logging.getLogger(__name__)
+
+STATUS_DIR = Path(os.environ.get("SENTINEL_EDGE_RUN_DIR", "/run/sentinel-edge"))
+
+
+def boot_ns() -> int:
+    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
+
+
+@dataclass(slots=True)
+class Counters:
+    decoded: int = 0
+    written: int = 0
+    wire_errors: int = 0
+    output_errors: int = 0
+    queue_dropped: int = 0
+    by_kind: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def user_dropped(self) -> int:
+        return self.wire_errors + self.output_errors + self.queue_dropped
+
+
+class Agent:
+    """Loads the sensors and runs the pipeline until stopped."""
+
+    def __init__(self, cfg: AgentConfig, sink: Sink, *, obj_path: str | None = None,
+                 status_path: Path | None = None) -> None:
+        self.cfg = cfg
+        self.sink = sink
+        self.obj_path = obj_path
+        self.status_path = status_path or STATUS_DIR / "status.json"
+        self.host = host_info()
+        self.enricher = Enricher(
+            ancestry_depth=cfg.enrich.ancestry_depth,
+            exit_grace_s=cfg.enrich.exit_grace_s,
+            max_processes=cfg.enrich.max_processes,
+            host=self.host,
+        )
+        self.counters = Counters()
+        self.session: BpfSession | None = None
+        self.decoder: Decoder | None = None
+        self.report: SessionReport | None = None
+        self._held: list[Event] = []
+        self._last_kernel: dict[str, dict[str, int]] = {}
+        self._last_user_dropped = 0
+        self._started_ns = 0
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def start(self) -> SessionReport:
+        feats = probes.probe()
+        self.session = BpfSession(self.cfg, feats, obj_path=self.obj_path)
+        self.report = self.session.start()
+        self.decoder = Decoder(self.session.btf)
+        seeded = self.enricher.seed()
+        self._started_ns = time.time_ns()
+        skipped = [f"{p.name}: {p.reason}" for p in self.report.programs if p.state != "attached"]
+        for p in self.report.programs:
+            if p.state == "failed":
+                log.warning("program %s not attached: %s", p.name, p.reason)
+            elif p.state == "skipped" and "sensor" not in p.reason:
+                log.info("program %s skipped: %s", p.name, p.reason)
+        if self.report.fallbacks:
+            log.info("raw_tp/sys_enter fallback watches: %s", ", ".join(self.report.fallbacks))
+        self._health("start", "SentinelEdge started", attached=self.report.attached(), skipped=skipped,
+                     fallbacks=self.report.fallbacks, processes_seeded=seeded)
+        self._sample_stats(force=True)
+        self.sink.flush()
+        return self.report
+
+    def run(self, stop: threading.Event) -> None:
+        interval = self.cfg.drain_interval_ms / 1000
+        next_stats = time.monotonic() + self.cfg.stats_interval_s
+        while not stop.is_set():
+            n = self.step()
+            now = time.monotonic()
+            if now >= next_stats:
+                self._sample_stats()
+                next_stats = now + self.cfg.stats_interval_s
+            if n == 0:
+                stop.wait(interval)
+
+    def close(self) -> None:
+        """Detach programs, flush everything, write the final status."""
+        try:
+            if self.session is not None:
+                self.step(final=True)
+                self._sample_stats(force=True)
+                self._health("stop", "SentinelEdge stopped", **self._totals())
+        finally:
+            if self.session is not None:
+                self.session.close()
+                self.session = None
+            try:
+                self.sink.close()
+            except OutputError as exc:
+                log.error("%s", exc)
+            self._write_status(running=False)
+
+    # -- pipeline -----------------------------------------------------------------
+
+    def step(self, final: bool = False) -> int:
+        """One round: drain, decode, enrich, write. Returns records drained."""
+        assert self.session is not None and self.decoder is not None
+        readers = self.session.readers
+        raw_proc: list[bytes] = []
+        cut = boot_ns()
+        readers["process"].drain(raw_proc)
+        raw_other: list[bytes] = []
+        for s in SENSORS[1:]:
+            readers[s].drain(raw_other)
+        n = len(raw_proc) + len(raw_other)
+        events = self._held
+        self._held = []
+        events.extend(self._decode(raw_proc))
+        for ev in self._decode(raw_other):
+            if ev.ts_ns > cut and not final:
+                self._held.append(ev)  # newer than the process ring drain
+            else:
+                events.append(ev)
+        if len(self._held) > self.cfg.queue_max:
+            over = len(self._held) - self.cfg.queue_max
+            self.counters.queue_dropped += over
+            del self._held[:over]
+        if events:
+            events.sort(key=lambda e: e.ts_ns)
+            self._process(events)
+            self.sink.flush()
+        return n
+
+    def _decode(self, raws: list[bytes]) -> list[Event]:
+        out: list[Event] = []
+        decode = self.decoder.decode  # type: ignore[union-attr]
+        for raw in raws:
+            try:
+                out.append(decode(raw))
+            except WireError as exc:
+                self.counters.wire_errors += 1
+                if self.counters.wire_errors <= 10:
+                    log.error("dropping a record that breaks the wire contract: %s", exc)
+        self.counters.decoded += len(out)
+        return out
+
+    def _process(self, events: list[Event]) -> None:
+        by_kind = self.counters.by_kind
+        for ev in events:
+            self.enricher.enrich(ev)
+            self._write(ev)
+            by_kind[ev.kind] = by_kind.get(ev.kind, 0) + 1
+
+    def _write(self, ev: Event) -> None:
+        try:
+            self.sink.write(to_ocsf(ev, self.host))
+            self.counters.written += 1
+        except OutputError as exc:
+            self.counters.output_errors += 1
+            if self.counters.output_errors <= 10:
+                log.error("%s", exc)
+        except (KeyError, ValueError, TypeError) as exc:  # a mapping bug must not stop the agent
+            self.counters.output_errors += 1
+            if self.counters.output_errors <= 10:
+                log.exception("mapping %s event failed: %s", ev.kind, exc)
+
+    # -- health -------------------------------------------------------------------
+
+    def _self_proc(self) -> dict[str, Any]:
+        pid = os.getpid()
+        return {
+            "pid": pid, "tid": threading.get_native_id(), "ppid": os.getppid(), "ns_pid": pid,
+            "uid": os.getuid(), "euid": os.geteuid(), "gid": os.getgid(), "egid": os.getegid(),
+            "loginuid": 0xFFFFFFFF, "sessionid": 0xFFFFFFFF, "mnt_ns": 0, "pid_ns": 0, "net_ns": 0,
+            "cgroup_id": 0, "start_ns": 0, "parent_start_ns": 0, "comm": b"sentinel-edge",
+        }
+
+    def _health(self, what: str, message: str, **data: Any) -> None:
+        ev = Event(KIND_HEALTH, 90, boot_ns(), 0, self._self_proc(), {"what": what, "message": message, **data})
+        self._write(ev)
+
+    def _totals(self) -> dict[str, Any]:
+        kernel = self._last_kernel
+        return {
+            "kernel": kernel,
+            "kernel_dropped": sum(v["dropped"] for v in kernel.values()),
+            "user_dropped": self.counters.user_dropped,
+            "wire_errors": self.counters.wire_errors,
+            "output_errors": self.counters.output_errors,
+            "queue_dropped": self.counters.queue_dropped,
+            "decoded": self.counters.decoded,
+            "written": self.counters.written,
+        }
+
+    def _sample_stats(self, force: bool = False) -> None:
+        """Read kernel counters; raise a health event when any loss grew."""
+        if self.session is None:
+            return
+        kernel = self.session.stats()
+        grew = {
+            s: kernel[s]["dropped"] - self._last_kernel.get(s, {}).get("dropped", 0)
+            for s in SENSORS
+        }
+        user_grew = self.counters.user_dropped - self._last_user_dropped
+        self._last_kernel = kernel
+        self._last_user_dropped = self.counters.user_dropped
+        lost = {s: n for s, n in grew.items() if n > 0}
+        if lost or user_grew > 0:
+            msg = "events lost: " + ", ".join(
+                [f"{n} in kernel ring {s}" for s, n in lost.items()]
+                + ([f"{user_grew} in user space"] if user_grew > 0 else [])
+            )
+            log.warning("%s", msg)
+            self._health("loss", msg, kernel_dropped_delta=lost, user_dropped_delta=user_grew, **self._totals())
+        self._write_status(running=True)
+
+    def status(self) -> dict[str, Any]:
+        progs = [asdict(p) for p in self.report.programs] if self.report else []
+        return {
+            "pid": os.getpid(),
+            "started_ns": self._started_ns,
+            "updated_ns": time.time_ns(),
+            "output": self.sink.path or "stdout",
+            "programs": progs,
+            "fallbacks": self.report.fallbacks if self.report else [],
+            "by_kind": dict(self.counters.by_kind),
+            "processes_tracked": len(self.enricher),
+            **self._totals(),
+        }
+
+    def _write_status(self, running: bool) -> None:
+        data = self.status()
+        data["running"] = running
+        try:
+            self.status_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.status_path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(data, indent=1))
+            os.replace(tmp, self.status_path)
+        except OSError as exc:
+            log.warning("cannot write status file %s: %s", self.status_path, exc)
+
+
+def read_status(path: Path | None = None) -> dict[str, Any]:
+    """The status a running (or the last) agent wrote."""
+    p = path or STATUS_DIR / "status.json"
+    try:
+        data: dict[str, Any] = json.loads(p.read_text())
+    except FileNotFoundError as exc:
+        raise SentinelEdgeError(f"no agent status at {p}: is 'sentinel-edge run' running?") from exc
+    except (OSError, ValueError) as exc:
+        raise SentinelEdgeError(f"cannot read agent status {p}: {exc}") from exc
+    if data.get("running"):
+        try:
+            os.kill(int(data["pid"]), 0)
+        except ProcessLookupError:
+            data["running"] = False
+            data["note"] = "the agent that wrote this status is no longer running (crashed or killed)"
+    return data

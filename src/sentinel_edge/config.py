@@ -1,0 +1,203 @@
+"""Agent configuration: one YAML file, validated at start, embedded defaults.
+
+Every error names the key (dotted path), the bad value and, for files, the
+file and line; unknown keys are errors too (a typo must not silently disable
+something).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+from sentinel_edge.errors import ConfigError
+
+
+@dataclass(slots=True)
+class SensorsConfig:
+    """Which sensor families are loaded (each can be turned off)."""
+
+    process: bool = True
+    file: bool = True
+    net: bool = True
+    priv: bool = True
+    mem: bool = True
+
+
+@dataclass(slots=True)
+class FileConfig:
+    include_prefixes: list[str] = field(default_factory=list)  # empty: every path
+    exclude_prefixes: list[str] = field(default_factory=list)
+    dedup_window_ms: int = 1000  # repeated identical opens by one process; 0 = off
+
+
+@dataclass(slots=True)
+class ProcessConfig:
+    argv_max: int = 4096  # bytes of argv captured per exec (<= 4096)
+    capture_env: bool = True  # LD_PRELOAD / LD_LIBRARY_PATH
+
+
+@dataclass(slots=True)
+class MemConfig:
+    anon_exec: bool = True  # PROT_EXEC on anonymous memory (besides W+X)
+    bpf_all_commands: bool = False  # every bpf() command, not only program loads
+
+
+@dataclass(slots=True)
+class RingsConfig:
+    """Ring buffer sizes in KiB (powers of two, at least 4)."""
+
+    process_kib: int = 4096
+    file_kib: int = 8192
+    net_kib: int = 4096
+    priv_kib: int = 2048
+    mem_kib: int = 2048
+
+
+@dataclass(slots=True)
+class EnrichConfig:
+    ancestry_depth: int = 8
+    exit_grace_s: float = 30.0
+    max_processes: int = 65536
+
+
+@dataclass(slots=True)
+class OutputConfig:
+    format: str = "json"  # json (OCSF, one object a line) or text
+    path: str | None = None  # None: stdout
+
+
+@dataclass(slots=True)
+class AgentConfig:
+    sensors: SensorsConfig = field(default_factory=SensorsConfig)
+    file: FileConfig = field(default_factory=FileConfig)
+    process: ProcessConfig = field(default_factory=ProcessConfig)
+    mem: MemConfig = field(default_factory=MemConfig)
+    rings: RingsConfig = field(default_factory=RingsConfig)
+    enrich: EnrichConfig = field(default_factory=EnrichConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    drain_interval_ms: int = 10  # how often the rings are drained when idle
+    stats_interval_s: float = 1.0  # how often loss counters are read
+    queue_max: int = 200_000  # decoded events held in user space before drops are counted
+
+
+def _line_of(node: yaml.Node | None) -> str:
+    return f":{node.start_mark.line + 1}" if node is not None else ""
+
+
+def _check(value: Any, typ: Any, key: str, where: str) -> Any:
+    origin = get_origin(typ)
+    if origin is list:
+        (inner,) = get_args(typ)
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: {key}: expected a list, got {value!r}")
+        return [_check(v, inner, f"{key}[{i}]", where) for i, v in enumerate(value)]
+    if origin is not None and type(None) in get_args(typ):  # Optional[X]
+        if value is None:
+            return None
+        inner = next(a for a in get_args(typ) if a is not type(None))
+        return _check(value, inner, key, where)
+    if typ is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {key}: expected true or false, got {value!r}")
+        return value
+    if typ is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {key}: expected an integer, got {value!r}")
+        return value
+    if typ is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {key}: expected a number, got {value!r}")
+        return float(value)
+    if typ is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: {key}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: {key}: unsupported type")
+
+
+def _build(cls: type, data: Any, prefix: str, where: str, nodes: dict[str, yaml.Node]) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}{_line_of(nodes.get(prefix))}: {prefix or 'config'}: expected a mapping")
+    hints = get_type_hints(cls)
+    names = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        loc = f"{where}{_line_of(nodes.get(dotted))}"
+        if key not in names:
+            raise ConfigError(f"{loc}: unknown key {dotted!r} (known: {', '.join(sorted(names))})")
+        typ = hints[key]
+        if is_dataclass(typ):
+            kwargs[key] = _build(typ, value, dotted, where, nodes)  # type: ignore[arg-type]
+        else:
+            kwargs[key] = _check(value, typ, dotted, loc)
+    return cls(**kwargs)
+
+
+def _node_index(node: yaml.Node, prefix: str = "") -> dict[str, yaml.Node]:
+    out: dict[str, yaml.Node] = {}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            dotted = f"{prefix}.{k.value}" if prefix else str(k.value)
+            out[dotted] = k
+            out.update(_node_index(v, dotted))
+    return out
+
+
+def validate(cfg: AgentConfig, where: str = "config") -> AgentConfig:
+    """Range checks that types alone do not express."""
+
+    def bad(key: str, value: Any, why: str) -> ConfigError:
+        return ConfigError(f"{where}: {key}: {value!r} {why}")
+
+    for name in ("process_kib", "file_kib", "net_kib", "priv_kib", "mem_kib"):
+        v = getattr(cfg.rings, name)
+        if v < 4 or v & (v - 1) or v > 1 << 20:
+            raise bad(f"rings.{name}", v, "must be a power of two between 4 and 1048576")
+    if not 0 < cfg.process.argv_max <= 4096:
+        raise bad("process.argv_max", cfg.process.argv_max, "must be between 1 and 4096")
+    if cfg.file.dedup_window_ms < 0:
+        raise bad("file.dedup_window_ms", cfg.file.dedup_window_ms, "must be >= 0")
+    for key in ("include_prefixes", "exclude_prefixes"):
+        lst = getattr(cfg.file, key)
+        if len(lst) > 8:
+            raise bad(f"file.{key}", lst, "has more than 8 prefixes")
+        for i, p in enumerate(lst):
+            if not p.startswith("/") or len(p.encode()) >= 64:
+                raise bad(f"file.{key}[{i}]", p, "must be an absolute path shorter than 64 bytes")
+    if cfg.output.format not in ("json", "text"):
+        raise bad("output.format", cfg.output.format, "must be 'json' or 'text'")
+    if cfg.enrich.ancestry_depth < 0 or cfg.enrich.ancestry_depth > 64:
+        raise bad("enrich.ancestry_depth", cfg.enrich.ancestry_depth, "must be between 0 and 64")
+    if cfg.enrich.max_processes < 64:
+        raise bad("enrich.max_processes", cfg.enrich.max_processes, "must be >= 64")
+    if cfg.drain_interval_ms < 1 or cfg.drain_interval_ms > 1000:
+        raise bad("drain_interval_ms", cfg.drain_interval_ms, "must be between 1 and 1000")
+    if cfg.queue_max < 1000:
+        raise bad("queue_max", cfg.queue_max, "must be >= 1000")
+    return cfg
+
+
+def load(path: str | Path | None) -> AgentConfig:
+    """The config from `path`, or the embedded defaults when path is None."""
+    if path is None:
+        return validate(AgentConfig(), "defaults")
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: cannot read config: {exc}") from exc
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML: {exc}") from exc
+    if data is None:
+        data = {}
+    nodes = _node_index(root) if root is not None else {}
+    cfg = _build(AgentConfig, data, "", str(p), nodes)
+    return validate(cfg, str(p))

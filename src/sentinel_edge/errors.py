@@ -1,0 +1,43 @@
+"""The exception tree of SentinelEdge.
+
+    SentinelEdgeError
+    ├── ConfigError          a config file or value is wrong (names key and value)
+    ├── KernelFeatureError   the kernel lacks something a sensor needs (says how to fix)
+    ├── PrivilegeError       not root / missing capability
+    ├── LoaderError          libbpf failed to open, load or attach (names program, errno)
+    ├── WireError            an event does not match the wire contract
+    └── OutputError          writing events failed (names the sink and path)
+
+Lower-layer errors (OSError, ctypes failures) are translated at the boundary
+with ``raise ... from exc`` so the cause stays attached.
+"""
+
+from __future__ import annotations
+
+
+class SentinelEdgeError(Exception):
+    """Base of every error raised by SentinelEdge."""
+
+
+class ConfigError(SentinelEdgeError):
+    """A configuration file or value is invalid."""
+
+
+class KernelFeatureError(SentinelEdgeError):
+    """The running kernel lacks a feature."""
+
+
+class PrivilegeError(SentinelEdgeError):
+    """The agent lacks the privileges it needs."""
+
+
+class LoaderError(SentinelEdgeError):
+    """libbpf could not open, load or attach a program."""
+
+
+class WireError(SentinelEdgeError):
+    """An event does not match the wire contract."""
+
+
+class OutputError(SentinelEdgeError):
+    """An output sink failed."""

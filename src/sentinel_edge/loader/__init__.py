@@ -1,0 +1,1 @@
+"""Kernel side: libbpf binding, BTF, feature probes, load/attach, ring buffers."""

@@ -1,0 +1,73 @@
+"""Typed objects passed between pipeline stages.
+
+decode (wire) -> :class:`Event` -> enrich (adds :class:`ProcessInfo`) -> output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# event kinds, one per se_event_type in bpf/shared/events.h
+KIND_EXEC = "exec"
+KIND_FORK = "fork"
+KIND_EXIT = "exit"
+KIND_COMM = "comm"
+KIND_FILE = "file"
+KIND_NET = "net"
+KIND_CRED = "cred"
+KIND_NS = "ns"
+KIND_MEM = "mem"
+KIND_PTRACE = "ptrace"
+KIND_MEMFD = "memfd"
+KIND_MODULE = "module"
+KIND_BPF = "bpf"
+KIND_IO_URING = "io_uring"
+KIND_HEALTH = "health"
+
+
+@dataclass(slots=True)
+class ProcessInfo:
+    """What enrichment knows about one process image (one exec)."""
+
+    pid: int
+    start_ns: int  # boot-time ns of the process start (identity with pid)
+    exec_id: str  # unique per host and exec, immune to PID reuse
+    parent_exec_id: str | None
+    ppid: int
+    comm: str
+    exe: str | None = None
+    cmdline: list[str] | None = None
+    cwd: str | None = None
+    uid: int | None = None
+    euid: int | None = None
+    gid: int | None = None
+    user: str | None = None
+    group: str | None = None
+    loginuid: int | None = None
+    container_id: str | None = None
+    container_runtime: str | None = None
+    exec_ts_ns: int | None = None
+    exited: bool = False
+
+
+@dataclass(slots=True)
+class Event:
+    """One decoded kernel event.
+
+    ``proc`` is the decoded ``struct se_proc`` of the calling task (ints, and
+    ``comm`` as bytes). ``data`` holds every other field of the event struct by
+    its C name; ``struct se_str`` fields are ``bytes`` (raw, possibly invalid
+    UTF-8) and fixed char arrays are ``bytes`` cut at the first NUL.
+    Enrichment fills ``process``, ``parent`` and ``ancestry``.
+    """
+
+    kind: str
+    type_id: int
+    ts_ns: int
+    cpu: int
+    proc: dict[str, Any]
+    data: dict[str, Any]
+    process: ProcessInfo | None = None
+    parent: ProcessInfo | None = None
+    ancestry: list[ProcessInfo] = field(default_factory=list)

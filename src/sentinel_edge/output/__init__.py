@@ -1,0 +1,1 @@
+"""Output: OCSF mapping and sinks."""

@@ -1,0 +1,1 @@
+"""OCSF mapping (filled by its sensor family)."""

@@ -1,0 +1,86 @@
+"""Where events go: JSON lines (OCSF) or readable text, to stdout or a file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+from typing import IO, Any
+
+from sentinel_edge.errors import OutputError
+
+
+def _dumps(obj: dict[str, Any]) -> str:
+    # ensure_ascii keeps every line 7-bit clean; escapes stay reversible
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
+
+
+def text_line(obj: dict[str, Any]) -> str:
+    """One readable line for an OCSF object (for humans, not for replay)."""
+    t = dt.datetime.fromtimestamp(obj.get("time", 0) / 1000, tz=dt.UTC).strftime("%H:%M:%S.%f")[:-3]
+    um = obj.get("unmapped", {})
+    kind = um.get("event", "?")
+    actor = obj.get("actor", {}).get("process", {})
+    who = f"{actor.get('name', '?')}[{actor.get('pid', '?')}]"
+    user = actor.get("user", {}).get("name") or actor.get("user", {}).get("uid", "?")
+    parts = [t, f"{kind:<8}", who, f"user={user}"]
+    proc = obj.get("process") or {}
+    if kind == "exec":
+        parts.append(f"exe={proc.get('file', {}).get('path', '?')}")
+        parts.append(f"cmd={json.dumps(proc.get('cmd_line', ''), ensure_ascii=True)}")
+    elif "file" in obj:
+        parts.append(f"op={um.get('op', obj.get('activity_name', '?'))}")
+        parts.append(f"path={json.dumps(obj['file'].get('path', ''), ensure_ascii=True)}")
+    elif "dst_endpoint" in obj or "src_endpoint" in obj:
+        src = obj.get("src_endpoint", {})
+        dst = obj.get("dst_endpoint", {})
+        parts.append(f"{src.get('ip', '')}:{src.get('port', '')} -> {dst.get('ip', '')}:{dst.get('port', '')}")
+    if "status_id" in obj and obj["status_id"] == 2:
+        parts.append(f"status={obj.get('status_code', 'failure')}")
+    if obj.get("message"):
+        parts.append(json.dumps(obj["message"], ensure_ascii=True))
+    return " ".join(str(p) for p in parts)
+
+
+class Sink:
+    """Writes OCSF objects, one per line. Flushed after every batch."""
+
+    def __init__(self, path: str | None, fmt: str = "json") -> None:
+        self.path = path
+        self.fmt = fmt
+        self.written = 0
+        self.failed = 0
+        self._fh: IO[str]
+        if path is None or path == "-":
+            self._fh = sys.stdout
+            self._own = False
+        else:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+                self._fh = os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20)
+            except OSError as exc:
+                raise OutputError(f"cannot open output file {path}: {exc}") from exc
+            self._own = True
+
+    def write(self, obj: dict[str, Any]) -> None:
+        line = _dumps(obj) if self.fmt == "json" else text_line(obj)
+        try:
+            self._fh.write(line + "\n")
+        except OSError as exc:
+            self.failed += 1
+            raise OutputError(f"writing to {self.path or 'stdout'} failed: {exc}") from exc
+        self.written += 1
+
+    def flush(self) -> None:
+        try:
+            self._fh.flush()
+        except OSError as exc:
+            raise OutputError(f"flushing {self.path or 'stdout'} failed: {exc}") from exc
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        finally:
+            if self._own:
+                self._fh.close()
