@@ -93,15 +93,22 @@ int main(int argc, char **argv)
 		listener = socket(AF_INET, SOCK_STREAM, 0);
 		int one = 1;
 		setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		if (bind(listener, (struct sockaddr *)&a, sizeof(a)) || listen(listener, 4096))
+		if (bind(listener, (struct sockaddr *)&a, sizeof(a)) || listen(listener, 4096)) {
+			perror("bind/listen");
 			return 1;
+		}
 		pthread_t th;
 		pthread_create(&th, NULL, acceptor, (void *)n);
 		t0 = now_ns();
+		/* abortive close (RST): no TIME_WAIT, so bounded loops never run out of ports */
+		struct linger lg = {.l_onoff = 1, .l_linger = 0};
 		for (long i = 0; i < n; i++) {
 			int s = socket(AF_INET, SOCK_STREAM, 0);
-			if (connect(s, (struct sockaddr *)&a, sizeof(a)))
+			if (connect(s, (struct sockaddr *)&a, sizeof(a))) {
+				perror("connect");
 				return 1;
+			}
+			setsockopt(s, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 			close(s);
 		}
 		pthread_join(th, NULL);

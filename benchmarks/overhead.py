@@ -174,7 +174,7 @@ def main() -> int:
         if not args.skip_dedup_off:
             overhead(loops, tmp, max(3, args.rounds // 2), args.quick, "file:\n  dedup_window_ms: 0\n", "dedup off")
         tp_rss = throughput(loops, tmp, args.quick)
-        print(f"agent peak RSS: {max(rss + [tp_rss]) / 1024:.1f} MiB (overhead rounds max {max(rss) / 1024:.1f}, "
+        print(f"agent peak RSS: {max([*rss, tp_rss]) / 1024:.1f} MiB (overhead rounds max {max(rss) / 1024:.1f}, "
               f"throughput run {tp_rss / 1024:.1f})")
     return 0
 

@@ -60,9 +60,25 @@ struct {
  * offset below SE_EVENT_MAX.
  */
 #define SE_HEAP_SIZE (SE_EVENT_MAX + SE_PATH_MAX + 512)
+
+/*
+ * State of one path walk. It lives in map memory, not on the stack: the
+ * verifier tracks stack values exactly, so a counter there makes every
+ * bpf_loop iteration a new state and the walk exceeds the instruction budget.
+ */
+struct se_walk {
+	__u64 dentry;                 /* struct dentry * */
+	__u64 mnt;                    /* struct mount * */
+	__u32 n;                      /* components collected into names */
+	__u32 trunc;
+	__u32 pos;                    /* output position */
+	__u32 start;
+};
+
 struct se_heap {
 	char buf[SE_HEAP_SIZE];
 	__u64 names[SE_PATH_DEPTH];   /* dentry name pointers of one path walk */
+	struct se_walk walk;
 };
 
 struct {

@@ -175,6 +175,12 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHandle]:
         shutil.copy(handle.log, ARTIFACTS / "agent.log")
         if rc != 0:
             raise AssertionError(f"agent exited with {rc} on SIGTERM:\n{handle.log.read_text()[-3000:]}")
+        # every object the shared agent wrote during the whole session is valid OCSF
+        from sentinel_edge.output.ocsf.schema import validate
+
+        bad = [(summary(o), validate(o)[:3]) for o in handle.objects if validate(o)]
+        if bad:
+            raise AssertionError(f"{len(bad)} of {len(handle.objects)} objects are not valid OCSF: {bad[:5]}")
 
 
 @pytest.fixture(scope="session")

@@ -55,9 +55,9 @@ def test_bad_config_names_key_value_and_line(tmp_path: Path, text: str, message:
 
 
 def test_missing_and_undecodable_files(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="nope.yaml: cannot read config"):
+    with pytest.raises(ConfigError, match=r"nope\.yaml: cannot read config"):
         config.load(tmp_path / "nope.yaml")
     bad = tmp_path / "bin.yaml"
     bad.write_bytes(b"sensors:\n  net: \xff\xfe\n")
-    with pytest.raises(ConfigError, match="bin.yaml: cannot read config"):
+    with pytest.raises(ConfigError, match=r"bin\.yaml: cannot read config"):
         config.load(bad)

@@ -203,25 +203,17 @@ static __always_inline int se_event__append_bytes_user(struct se_heap *heap, __u
 
 /*
  * Path walk, in two bpf_loop callbacks so the verifier checks each step once
- * instead of unrolling every iteration (a plain loop over 64 components with
- * mount crossings exceeds the 1M instruction budget).
+ * instead of unrolling every iteration. The walk state is in heap->walk
+ * (map memory, see maps.h).
  */
-struct se_walk {
-	struct dentry *dentry;
-	struct mount *mnt;
-	__u32 n;        /* components collected into heap->names */
-	__u32 trunc;
-	__u32 p;        /* output position */
-	__u32 start;
-};
-
-static long se_walk__up(__u32 i, struct se_walk *w)
+static long se_walk__up(__u32 i, void *unused)
 {
 	struct se_heap *heap = se_heap__get();
-	struct dentry *dentry = w->dentry;   /* locals: CO-RE relocs apply to kernel types only */
-	struct mount *mnt = w->mnt;
 	if (!heap)
 		return 1;
+	struct se_walk *w = &heap->walk;
+	struct dentry *dentry = (struct dentry *)w->dentry;
+	struct mount *mnt = (struct mount *)w->mnt;
 	struct dentry *mnt_root = BPF_CORE_READ(mnt, mnt.mnt_root);
 	struct dentry *parent = BPF_CORE_READ(dentry, d_parent);
 	if (dentry == mnt_root) {
@@ -230,40 +222,52 @@ static long se_walk__up(__u32 i, struct se_walk *w)
 			w->trunc = 0;
 			return 1;
 		}
-		w->dentry = BPF_CORE_READ(mnt, mnt_mountpoint);
-		w->mnt = mparent;
+		w->dentry = (__u64)BPF_CORE_READ(mnt, mnt_mountpoint);
+		w->mnt = (__u64)mparent;
 		return 0;
 	}
 	if (dentry == parent || !parent) {
-		/* root of a filesystem not mounted here (pipe, anon inode, detached) */
+		/*
+		 * root of a filesystem not mounted anywhere (memfd, pipe, anon
+		 * inode): its own name ("memfd:x") is the only useful component
+		 */
+		if (w->n == 0) {
+			heap->names[0] = (__u64)BPF_CORE_READ(dentry, d_name.name);
+			w->n = 1;
+		}
 		w->trunc = 0;
 		return 1;
 	}
-	if (w->n >= SE_PATH_DEPTH)
+	__u32 n = w->n;
+	if (n >= SE_PATH_DEPTH)
 		return 1;
-	heap->names[w->n & (SE_PATH_DEPTH - 1)] = (__u64)BPF_CORE_READ(dentry, d_name.name);
-	w->n++;
-	w->dentry = parent;
+	heap->names[n & (SE_PATH_DEPTH - 1)] = (__u64)BPF_CORE_READ(dentry, d_name.name);
+	w->n = n + 1;
+	w->dentry = (__u64)parent;
 	return 0;
 }
 
-static long se_walk__emit(__u32 i, struct se_walk *w)
+static long se_walk__emit(__u32 i, void *unused)
 {
 	struct se_heap *heap = se_heap__get();
-	if (!heap || i >= w->n)
+	if (!heap)
 		return 1;
-	__u32 p = w->p;
+	struct se_walk *w = &heap->walk;
+	__u32 n = w->n;
+	if (i >= n)
+		return 1;
+	__u32 p = w->pos;
 	if (p - w->start >= SE_PATH_MAX - SE_NAME_MAX || p >= SE_EVENT_MAX - SE_NAME_MAX) {
 		w->trunc = 1;
 		return 1;
 	}
 	heap->buf[p & SE_MASK] = '/';
 	p++;
-	const char *name = (const char *)heap->names[(w->n - 1 - i) & (SE_PATH_DEPTH - 1)];
+	const char *name = (const char *)heap->names[(n - 1 - i) & (SE_PATH_DEPTH - 1)];
 	long len = bpf_probe_read_kernel_str(&heap->buf[p & SE_MASK], SE_NAME_MAX, name);
 	if (len > 1)
 		p += len - 1;
-	w->p = p;
+	w->pos = p;
 	return 0;
 }
 
@@ -274,33 +278,38 @@ static long se_walk__emit(__u32 i, struct se_walk *w)
 static __always_inline int se_path__append(struct se_heap *heap, __u32 *pos,
 					   struct se_str *field, const struct path *path)
 {
-	struct se_walk w = {};
+	struct se_walk *w = &heap->walk;
 	struct vfsmount *vfsmnt = BPF_CORE_READ(path, mnt);
+	struct dentry *dentry = BPF_CORE_READ(path, dentry);
+	__u32 start = *pos;
 
 	field->off = 0;
 	field->len = 0;
-	w.dentry = BPF_CORE_READ(path, dentry);
-	w.mnt = container_of(vfsmnt, struct mount, mnt);
-	w.trunc = 1;
-	if (!w.dentry)
+	if (!dentry)
 		return 0;
-	bpf_loop(SE_PATH_DEPTH + 16, se_walk__up, &w, 0);
-
-	w.p = *pos;
-	w.start = *pos;
-	if (w.p >= SE_EVENT_MAX - SE_NAME_MAX - 2)
+	if (start >= SE_EVENT_MAX - SE_NAME_MAX - 2)
 		return 1;
-	if (w.n == 0) {
-		heap->buf[w.p & SE_MASK] = '/';
-		w.p++;
+	w->dentry = (__u64)dentry;
+	w->mnt = (__u64)container_of(vfsmnt, struct mount, mnt);
+	w->n = 0;
+	w->trunc = 1;
+	w->pos = start;
+	w->start = start;
+	bpf_loop(SE_PATH_DEPTH + 16, se_walk__up, NULL, 0);
+	if (w->n == 0) {
+		heap->buf[start & SE_MASK] = '/';
+		w->pos = start + 1;
 	} else {
-		bpf_loop(SE_PATH_DEPTH, se_walk__emit, &w, 0);
+		bpf_loop(SE_PATH_DEPTH, se_walk__emit, NULL, 0);
 	}
-	heap->buf[w.p & SE_MASK] = 0;
-	field->off = w.start;
-	field->len = w.p - w.start;
-	*pos = w.p + 1;
-	return w.trunc;
+	__u32 end = w->pos;
+	if (end < start || end >= SE_EVENT_MAX)
+		return 1;
+	heap->buf[end & SE_MASK] = 0;
+	field->off = start;
+	field->len = end - start;
+	*pos = end + 1;
+	return w->trunc;
 }
 
 /* The struct file behind fd of the current task, or NULL. */

@@ -85,7 +85,8 @@ def _cmd_probe(args: argparse.Namespace) -> int:
     feats = probes.probe(mount_tracefs=not args.no_mount)
     print(f"kernel {feats.release}: BTF yes, tracefs {feats.tracefs}, {len(feats.pairs)} tracepoints")
     for name in ("init_module", "finit_module", "delete_module", "openat2", "fchmodat2"):
-        print(f"  syscalls/sys_enter_{name}: {'yes' if feats.has_tracepoint('syscalls', 'sys_enter_' + name) else 'no'}")
+        have = feats.has_tracepoint("syscalls", "sys_enter_" + name)
+        print(f"  syscalls/sys_enter_{name}: {'yes' if have else 'no (raw_tp/sys_enter fallback where needed)'}")
     return 0
 
 

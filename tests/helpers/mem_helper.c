@@ -8,7 +8,8 @@
  *   vm_writev   process_vm_writev into a forked child
  *   memfd_exec  memfd_create + copy of /bin/true + fexecve
  *   module      finit_module(fd, "", 0) and delete_module(name, O_NONBLOCK)
- *   bpf_load    BPF_PROG_LOAD of a 2-instruction socket filter
+ *   bpf_load    BPF_PROG_LOAD of a 2-instruction socket filter, then
+ *               BPF_OBJ_GET_INFO_BY_FD on it
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -152,9 +153,19 @@ static int do_bpf_load(void)
 	strncpy(attr.prog_name, "se_test_prog", sizeof(attr.prog_name) - 1);
 	long fd = syscall(SYS_bpf, BPF_PROG_LOAD, &attr, sizeof(attr));
 	printf("pid=%d\nfd=%ld\nerrno=%d\n", getpid(), fd, fd < 0 ? errno : 0);
-	if (fd >= 0)
-		close(fd);
-	return fd < 0;
+	if (fd < 0)
+		return 1;
+	/* a second, non-load command (reported only with mem.bpf_all_commands) */
+	struct bpf_prog_info info;
+	memset(&info, 0, sizeof(info));
+	memset(&attr, 0, sizeof(attr));
+	attr.info.bpf_fd = fd;
+	attr.info.info_len = sizeof(info);
+	attr.info.info = (uint64_t)(unsigned long)&info;
+	long r = syscall(SYS_bpf, BPF_OBJ_GET_INFO_BY_FD, &attr, sizeof(attr));
+	printf("info_ret=%ld\nprog_id=%u\n", r, info.id);
+	close(fd);
+	return r != 0;
 }
 
 int main(int argc, char **argv)

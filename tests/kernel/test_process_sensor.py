@@ -218,6 +218,8 @@ def test_short_lived_process_keeps_full_context(agent: AgentHandle, tmp_path: Pa
     assert actor["file"]["path"] == os.path.realpath("/bin/cat")
     assert actor["cmd_line"] == f"/bin/cat {target}"
     assert actor["working_directory"] == os.getcwd()
-    ex = exec_of(agent, mark, actor["pid"])
-    assert actor["uid"] == ex["process"]["uid"]
+    # sh exec'd cat in place: two execs share the pid, each image has its own exec_id
+    execs = agent.find_all(lambda o: kind(o) == "exec" and o["process"]["pid"] == actor["pid"], mark)
+    assert [e["process"]["name"] for e in execs] == ["sh", "cat"]
+    assert actor["uid"] == execs[1]["process"]["uid"] != execs[0]["process"]["uid"]
     assert actor["parent_process"]["pid"] == os.getpid()

@@ -58,7 +58,7 @@ def _struct(types: dict[int, dict[str, Any]], name: str) -> dict[str, Any]:
 
 
 def test_every_event_type_has_a_decoder(decoder: Decoder, bpftool_types: dict[int, dict[str, Any]]) -> None:
-    enum = [t for t in bpftool_types.values() if t["kind"] == "ENUM" and t.get("name") == "se_event_type"][0]
+    enum = next(t for t in bpftool_types.values() if t["kind"] == "ENUM" and t.get("name") == "se_event_type")
     names = {v["name"] for v in enum["values"]}
     decoded = {"SE_EV_" + lay.kind.upper() for lay in decoder.layouts.values()}
     # only SE_EV_LOSS is synthesised by user space and has no struct
@@ -131,7 +131,7 @@ def test_record_filled_at_bpftool_offsets_decodes_back(
         buf[2:4] = len(buf).to_bytes(2, "little")
         buf[4:8] = (1).to_bytes(4, "little")
         buf[8:16] = (123456789).to_bytes(8, "little")
-        proc_off = [m for m in st["members"] if m["name"] == "proc"][0]["bits_offset"] // 8
+        proc_off = next(m for m in st["members"] if m["name"] == "proc")["bits_offset"] // 8
         buf[proc_off : proc_off + 4] = (4242).to_bytes(4, "little")
         ev = decoder.decode(bytes(buf))
         assert ev.type_id == lay.type_id
@@ -172,6 +172,6 @@ def test_config_struct_is_packed_at_btf_offsets(decoder: Decoder) -> None:
     assert u("sensor_enabled") == 0b11011  # net (bit 2) off
     assert u("dedup_window_ns") == 1_000_000_000
     assert u("n_include") == 2 and u("n_exclude") == 0
-    o, s = lay["include"]
+    o, _s = lay["include"]
     assert data[o : o + 5] == b"/etc\0" and data[o + 64 : o + 70] == b"/home\0"
     assert u("argv_max") == 4096 and u("capture_env") == 1

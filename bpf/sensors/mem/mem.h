@@ -39,69 +39,18 @@ static __always_inline int mem__take(struct se_inflight *out, long nr, __u32 mar
 	return 0;
 }
 
-/*
- * Absolute path of a struct file, appended at pos; returns the se_str packed
- * as off | len << 16 (0 when nothing was written).
- *
- * Same walk as se_path__append (se_walk__up collects the dentry names), but
- * the output position is kept in the heap's unused tail (map memory) rather
- * than on the stack: a value loaded from a map is unknown to the verifier,
- * so the emit loop's states converge after one iteration. With the position
- * on the stack its lower bound grows every iteration and the verifier
- * exceeds its 1M instruction budget (seen on 6.18 from tp programs).
- */
-#define MEM_PATH_POS(heap) (*(__u32 *)&(heap)->buf[SE_HEAP_SIZE - 8])
-
-struct mem_path_emit {
-	__u32 n;
-	__u32 start;
-};
-
-static long mem_path_emit_one(__u32 i, struct mem_path_emit *e)
-{
-	struct se_heap *heap = se_heap__get();
-	if (!heap || i >= e->n || i >= SE_PATH_DEPTH)
-		return 1;
-	__u32 p = MEM_PATH_POS(heap);
-	if (p < e->start || p - e->start >= SE_PATH_MAX - SE_NAME_MAX || p >= SE_EVENT_MAX - SE_NAME_MAX)
-		return 1;
-	heap->buf[p & SE_MASK] = '/';
-	p++;
-	const char *name = (const char *)heap->names[(e->n - 1 - i) & (SE_PATH_DEPTH - 1)];
-	long len = bpf_probe_read_kernel_str(&heap->buf[p & SE_MASK], SE_NAME_MAX, name);
-	if (len > 1)
-		p += len - 1;
-	MEM_PATH_POS(heap) = p;
-	return 0;
-}
-
+/* Path of f appended at pos: returns pos | len << 16, 0 when nothing was written. */
 static __always_inline __u32 mem__file_path(struct se_heap *heap, struct file *f, __u32 pos)
 {
-	struct se_walk w = {};
-	struct mem_path_emit e = {};
+	struct se_str field = {};
+	__u32 p = pos;
 
-	if (!f || pos >= SE_EVENT_MAX - SE_NAME_MAX - 2)
+	if (!f)
 		return 0;
-	struct vfsmount *vfsmnt = BPF_CORE_READ(f, f_path.mnt);
-	w.dentry = BPF_CORE_READ(f, f_path.dentry);
-	w.mnt = container_of(vfsmnt, struct mount, mnt);
-	if (!w.dentry)
+	se_path__append(heap, &p, &field, __builtin_preserve_access_index(&f->f_path));
+	if (!field.len)
 		return 0;
-	bpf_loop(SE_PATH_DEPTH + 16, se_walk__up, &w, 0);
-	e.n = w.n;
-	e.start = pos;
-	MEM_PATH_POS(heap) = pos;
-	if (w.n == 0) {
-		heap->buf[pos & SE_MASK] = '/';
-		MEM_PATH_POS(heap) = pos + 1;
-	} else {
-		bpf_loop(SE_PATH_DEPTH, mem_path_emit_one, &e, 0);
-	}
-	__u32 p = MEM_PATH_POS(heap);
-	if (p < pos || p >= SE_EVENT_MAX)
-		return 0;
-	heap->buf[p & SE_MASK] = 0;
-	return pos | ((p - pos) << 16);
+	return field.off | ((__u32)field.len << 16);
 }
 
 /*

@@ -47,6 +47,8 @@ int BPF_PROG(mem_syscall_fallback, struct pt_regs *regs, long id)
 	v.args[1] = PT_REGS_PARM2_CORE_SYSCALL(regs);
 	v.args[2] = PT_REGS_PARM3_CORE_SYSCALL(regs);
 	v.aux64[0] = op;
+	/* the thread's own start time: an entry left by a dead thread whose tid was reused is ignored */
+	v.aux64[1] = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), start_time);
 	mem__save(&v, nr, MEM_FALLBACK_MARK);
 	return 0;
 }
@@ -56,6 +58,8 @@ int BPF_PROG(mem_syscall_fallback_exit, struct pt_regs *regs, long ret)
 {
 	struct se_inflight in;
 	if (mem__take(&in, -1, MEM_FALLBACK_MARK))
+		return 0;
+	if (in.aux64[1] != BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), start_time))
 		return 0;
 	/* one call per op: the verifier then checks each with a constant op */
 	switch (in.aux64[0]) {

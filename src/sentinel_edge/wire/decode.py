@@ -129,7 +129,7 @@ def _build(btf: Btf, type_id: int, kind: str, struct_name: str) -> tuple[EventLa
         f"    return Event({kind!r}, {type_id}, h['ts_ns'], h['cpu'], " + exprs["proc"] + ", {" + data_items + "})\n"
     )
     ns: dict[str, Any] = {"unpack_from": s.unpack_from, "Event": Event}
-    exec(compile(src, f"<decoder {struct_name}>", "exec"), ns)  # noqa: S102 - generated from BTF
+    exec(compile(src, f"<decoder {struct_name}>", "exec"), ns)  # generated from BTF
     layout = EventLayout(type_id, kind, struct_name, st.size_or_type, fmt,
                          [k for k in exprs if k not in ("hdr", "proc")])
     return layout, ns["decode"]

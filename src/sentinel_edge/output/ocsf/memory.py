@@ -84,7 +84,10 @@ MAP_NAMES: tuple[tuple[int, str], ...] = (
 VM_NAMES: tuple[tuple[int, str], ...] = (
     (0x1, "VM_READ"), (0x2, "VM_WRITE"), (0x4, "VM_EXEC"), (0x8, "VM_SHARED"),
     (0x10, "VM_MAYREAD"), (0x20, "VM_MAYWRITE"), (0x40, "VM_MAYEXEC"), (0x80, "VM_MAYSHARE"),
-    (0x100, "VM_GROWSDOWN"),
+    (0x100, "VM_GROWSDOWN"), (0x2000, "VM_LOCKED"), (0x4000, "VM_IO"), (0x20000, "VM_DONTCOPY"),
+    (0x40000, "VM_DONTEXPAND"), (0x100000, "VM_ACCOUNT"), (0x200000, "VM_NORESERVE"),
+    (0x400000, "VM_HUGETLB"), (0x4000000, "VM_DONTDUMP"), (0x20000000, "VM_HUGEPAGE"),
+    (0x40000000, "VM_NOHUGEPAGE"), (0x80000000, "VM_MERGEABLE"),
 )
 MFD_NAMES: tuple[tuple[int, str], ...] = (
     (0x1, "MFD_CLOEXEC"), (0x2, "MFD_ALLOW_SEALING"), (0x4, "MFD_HUGETLB"),

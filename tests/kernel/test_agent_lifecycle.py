@@ -1,0 +1,111 @@
+"""The agent as a user runs it: start, status, text output, SIGTERM flush, schema."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import AgentHandle, start_agent, stop_agent
+
+pytestmark = pytest.mark.kernel
+
+CLI = [sys.executable, "-m", "sentinel_edge.cli"]
+
+
+def test_sigterm_flushes_everything_and_exits_0(tmp_path: Path) -> None:
+    handle = start_agent(tmp_path, "sensors:\n  file: false\n  net: false\n")
+    p = subprocess.run(["/bin/true", "flush-marker-1"])
+    assert p.returncode == 0
+    handle.proc.send_signal(signal.SIGTERM)  # at once: the event is still in the ring
+    assert handle.proc.wait(30) == 0
+    handle._read()
+    kinds = [o["unmapped"]["event"] for o in handle.objects]
+    assert any(o["unmapped"].get("argv") == ["/bin/true", "flush-marker-1"] for o in handle.objects)
+    assert kinds[0] == "health" and handle.objects[0]["unmapped"]["health"]["what"] == "start"
+    assert kinds[-1] == "health" and handle.objects[-1]["unmapped"]["health"]["what"] == "stop"
+    # every program is detached: no link of ours is left
+    out = subprocess.run(["bpftool", "-j", "link", "list"], capture_output=True, text=True)
+    if out.returncode == 0:
+        links = json.loads(out.stdout or "[]")
+        mine = [ln for ln in links if ln.get("prog_name", "").startswith(("process_", "file_", "net_"))]
+        assert not mine, mine
+
+
+def test_disabled_sensors_are_not_loaded_and_status_says_so(tmp_path: Path) -> None:
+    handle = start_agent(tmp_path, "sensors:\n  net: false\n  mem: false\nstats_interval_s: 0.2\n")
+    try:
+        time.sleep(0.5)
+        res = subprocess.run([*CLI, "status", "--status-file", str(handle.status_file)],
+                             capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        assert f"agent pid {handle.proc.pid}: running" in res.stdout
+        assert "kernel counters (emitted / dropped / deduped / filtered):" in res.stdout
+        for s in ("process", "file", "net", "priv", "mem"):
+            assert f"  {s:<8}" in res.stdout
+        st = json.loads(subprocess.run([*CLI, "status", "--json", "--status-file", str(handle.status_file)],
+                                       capture_output=True, text=True).stdout)
+        progs = {p["name"]: p for p in st["programs"]}
+        assert progs["process_exec"]["state"] == "attached"
+        net = [p for p in st["programs"] if p["sensor"] == "net"]
+        assert net and all(p["state"] == "skipped" and "sensor net is off" in p["reason"] for p in net)
+        assert st["kernel"]["net"]["emitted"] == 0
+        assert st["kernel"]["process"]["emitted"] > 0
+    finally:
+        assert stop_agent(handle) == 0
+    res = subprocess.run([*CLI, "status", "--status-file", str(handle.status_file)], capture_output=True, text=True)
+    assert res.returncode == 1 and "NOT running" in res.stdout
+
+
+def test_status_of_a_killed_agent_says_it_is_gone(tmp_path: Path) -> None:
+    handle = start_agent(tmp_path, "sensors:\n  file: false\n")
+    time.sleep(1.2)
+    os.kill(handle.proc.pid, signal.SIGKILL)
+    handle.proc.wait()
+    res = subprocess.run([*CLI, "status", "--status-file", str(handle.status_file)], capture_output=True, text=True)
+    assert res.returncode == 1
+    assert "no longer running" in res.stdout
+
+
+def test_text_format_prints_one_readable_line_per_event(tmp_path: Path) -> None:
+    out = tmp_path / "events.txt"
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([*CLI, "run", "--format", "text", "-o", str(out), "--ready-file", str(ready),
+                             "--status-file", str(tmp_path / "st.json")], stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        subprocess.run(["/bin/echo", "text-format-marker\nsecond line"], stdout=subprocess.DEVNULL)
+        time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+    lines = out.read_text().splitlines()
+    hits = [ln for ln in lines if "text-format-marker" in ln]
+    assert len(hits) == 1
+    line = hits[0]
+    assert " exec " in line and "exe=/usr/bin/echo" in line
+    assert "text-format-marker\\nsecond line" in line  # the newline is escaped, one event stays one line
+
+
+def test_every_object_the_shared_agent_wrote_validates(agent: AgentHandle) -> None:
+    from sentinel_edge.output.ocsf.schema import validate
+
+    subprocess.run(["/bin/true"])
+    agent.mark()
+    assert len(agent.objects) > 10
+    bad = []
+    for o in agent.objects:
+        errs = validate(o)
+        if errs:
+            bad.append((o["unmapped"]["event"], errs[:3]))
+    assert not bad, bad[:10]
