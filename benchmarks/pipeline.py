@@ -17,6 +17,8 @@ import sys
 import tempfile
 import time
 
+import orjson
+
 from sentinel_edge import config
 from sentinel_edge.enrich import Enricher
 from sentinel_edge.enrich.host import host_info
@@ -71,8 +73,13 @@ def main() -> int:
     enr.seed()
     events = stage("enrich", enr.enrich, events)
     objs = stage("ocsf", lambda e: to_ocsf(e, host), [e for e in events if mapper_for(e.kind)])
-    lines = stage("json", lambda o: json.dumps(o, separators=(",", ":")), objs)
+    stage("json", lambda o: json.dumps(o, separators=(",", ":")), objs)
+    lines = stage("orjson", orjson.dumps, objs)
     print(f"  output {sum(map(len, lines)) / len(lines):.0f} bytes per JSON line on average")
+    by_kind: dict[str, list[int]] = {}
+    for o, line in zip(objs, lines, strict=True):
+        by_kind.setdefault(o["unmapped"]["event"], []).append(len(line))
+    print("  bytes per line by kind: " + ", ".join(f"{k} {sum(v) // len(v)}" for k, v in by_kind.items()))
     if os.environ.get("PROFILE"):
         import cProfile
         import pstats

@@ -122,13 +122,27 @@ struct {
 	__type(value, __u64);
 } se_dedup_map SEC(".maps") __weak;
 
-/* Syscall ids watched by the raw_tp/sys_enter fallback (tracepoint missing on this kernel). */
+/*
+ * Syscall ids watched by the raw_tp/sys_enter fallback (tracepoint missing on
+ * this kernel). An array indexed by syscall number: the verifier inlines the
+ * lookup, which matters because the fallback runs on every syscall.
+ * Value 0 = not watched, else SE_FALLBACK_VALUE(type, op).
+ */
+#define SE_SYSCALL_MAX 1024
 struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 64);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SE_SYSCALL_MAX);
 	__type(key, __u32);          /* syscall number */
-	__type(value, __u32);        /* enum se_event_type to emit */
+	__type(value, __u32);
 } se_fallback_syscalls SEC(".maps") __weak;
+
+/* Watched syscalls between enter and exit: the exit fallback returns at once while 0. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __s64);
+} se_fallback_pending SEC(".maps") __weak;
 
 /* Connected sockets by struct sock address: owner process for async completion. */
 struct se_sock_owner {
@@ -227,5 +241,23 @@ struct {
 	__type(key, __u32);
 	__type(value, struct se_scratch);
 } se_scratch_map SEC(".maps") __weak;
+
+/*
+ * Per-CPU direct-mapped cache in front of se_dedup_map (file sensor): a
+ * repeated open found here skips the LRU hash lookup. A slot holds the same
+ * (key, last reported time) the hash holds, so a hit means the same thing.
+ */
+#define SE_DEDUP_CACHE_SLOTS 256
+struct se_dedup_slot {
+	struct se_dedup_key key;
+	__u64 ts;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SE_DEDUP_CACHE_SLOTS);
+	__type(key, __u32);
+	__type(value, struct se_dedup_slot);
+} se_dedup_cache SEC(".maps") __weak;
 
 #endif /* SE_MAPS_H */

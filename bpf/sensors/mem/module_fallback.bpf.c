@@ -8,8 +8,9 @@
  * missing, and fills se_fallback_syscalls with
  *   key   = syscall number of the running architecture,
  *   value = SE_FALLBACK_VALUE(SE_EV_MODULE, enum se_module_op).
- * Cost: the enter program's first work is one lookup in that small hash
- * map; the exit program's is one lookup of the thread id in
+ * Cost: the enter program's first work is one (inlined) array lookup by
+ * syscall number; the exit program's is one read of se_fallback_pending, and
+ * only while a watched syscall is in flight does it look up the thread id in
  * se_inflight_map, acting only on entries carrying MEM_FALLBACK_MARK.
  * The event is emitted at exit, with the result (-ENOSYS without modules).
  */
@@ -25,7 +26,7 @@ int BPF_PROG(mem_syscall_fallback, struct pt_regs *regs, long id)
 {
 	__u32 nr = id;
 	__u32 *val = bpf_map_lookup_elem(&se_fallback_syscalls, &nr);
-	if (!val)
+	if (!val || !*val)
 		return 0;
 	__u32 type = *val & 0xffff, op = *val >> 16;
 	if (type != SE_EV_MODULE || se_skip(SE_SENSOR_MEM))
@@ -50,6 +51,10 @@ int BPF_PROG(mem_syscall_fallback, struct pt_regs *regs, long id)
 	/* the thread's own start time: an entry left by a dead thread whose tid was reused is ignored */
 	v.aux64[1] = BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), start_time);
 	mem__save(&v, nr, MEM_FALLBACK_MARK);
+	__u32 zero = 0;
+	__s64 *pending = bpf_map_lookup_elem(&se_fallback_pending, &zero);
+	if (pending)
+		__sync_fetch_and_add(pending, 1);
 	return 0;
 }
 
@@ -57,8 +62,13 @@ SEC("raw_tp/sys_exit")
 int BPF_PROG(mem_syscall_fallback_exit, struct pt_regs *regs, long ret)
 {
 	struct se_inflight in;
+	__u32 zero = 0;
+	__s64 *pending = bpf_map_lookup_elem(&se_fallback_pending, &zero);
+	if (!pending || *pending <= 0)
+		return 0;   /* the common case: no watched syscall in flight anywhere */
 	if (mem__take(&in, -1, MEM_FALLBACK_MARK))
 		return 0;
+	__sync_fetch_and_add(pending, -1);
 	if (in.aux64[1] != BPF_CORE_READ((struct task_struct *)bpf_get_current_task(), start_time))
 		return 0;
 	/* one call per op: the verifier then checks each with a constant op */

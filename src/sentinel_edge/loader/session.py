@@ -31,16 +31,18 @@ RING_OF_SENSOR = {s: f"se_ring_{s}" for s in SENSORS}
 
 # Syscalls watched through raw_tp/sys_enter when their tracepoints are missing
 # (CONFIG_MODULES=n kernels have no sys_enter_*module tracepoints).
-FALLBACK_SYSCALLS: dict[str, dict[str, tuple[int, str]]] = {
+# name -> (syscall number, event type, op) per architecture; the map value is
+# SE_FALLBACK_VALUE(type, op) = type | op << 16 (bpf/shared/events.h).
+FALLBACK_SYSCALLS: dict[str, dict[str, tuple[int, str, str]]] = {
     "x86_64": {
-        "init_module": (175, "SE_EV_MODULE"),
-        "delete_module": (176, "SE_EV_MODULE"),
-        "finit_module": (313, "SE_EV_MODULE"),
+        "init_module": (175, "SE_EV_MODULE", "SE_MODULE_INIT"),
+        "delete_module": (176, "SE_EV_MODULE", "SE_MODULE_DELETE"),
+        "finit_module": (313, "SE_EV_MODULE", "SE_MODULE_FINIT"),
     },
     "aarch64": {
-        "init_module": (105, "SE_EV_MODULE"),
-        "delete_module": (106, "SE_EV_MODULE"),
-        "finit_module": (273, "SE_EV_MODULE"),
+        "init_module": (105, "SE_EV_MODULE", "SE_MODULE_INIT"),
+        "delete_module": (106, "SE_EV_MODULE", "SE_MODULE_DELETE"),
+        "finit_module": (273, "SE_EV_MODULE", "SE_MODULE_FINIT"),
     },
 }
 
@@ -179,7 +181,7 @@ class BpfSession:
     def _fallback_syscalls(self) -> dict[str, int]:
         table = FALLBACK_SYSCALLS.get(platform.machine(), {})
         missing: dict[str, int] = {}
-        for name, (nr, _ev) in table.items():
+        for name, (nr, _ev, _op) in table.items():
             if not self.feats.has_tracepoint("syscalls", f"sys_enter_{name}"):
                 missing[name] = nr
         return missing
@@ -223,12 +225,14 @@ class BpfSession:
             )
         fallback = self._fallback_syscalls() if self.cfg.sensors.mem else {}
         if fallback:
-            enum = self.btf.enum("se_event_type")
+            types = self.btf.enum("se_event_type")
+            ops = self.btf.enum("se_module_op")
             fd = self._lib.bpf_map__fd(self._map("se_fallback_syscalls"))
             table = FALLBACK_SYSCALLS.get(platform.machine(), {})
             for name, nr in fallback.items():
+                _, ev, op = table[name]
                 key = ctypes.c_uint32(nr)
-                val = ctypes.c_uint32(enum[table[name][1]])
+                val = ctypes.c_uint32(types[ev] | ops[op] << 16)
                 libbpf.check_int(
                     self._lib.bpf_map_update_elem(fd, ctypes.byref(key), ctypes.byref(val), 0),
                     f"adding syscall {name} to se_fallback_syscalls",

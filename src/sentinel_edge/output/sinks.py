@@ -8,12 +8,22 @@ import os
 import sys
 from typing import IO, Any
 
+import orjson
+
 from sentinel_edge.errors import OutputError
 
 
-def _dumps(obj: dict[str, Any]) -> str:
-    # ensure_ascii keeps every line 7-bit clean; escapes stay reversible
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=True)
+def _dumps(obj: dict[str, Any]) -> bytes:
+    """Compact JSON as UTF-8 bytes (orjson: several times faster than json.dumps).
+
+    Every string reaching here went through ocsf.common.text(), so it is valid
+    Unicode without surrogates; a value orjson cannot encode is an output
+    error, counted, never a crash.
+    """
+    try:
+        return orjson.dumps(obj)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise OutputError(f"cannot encode event as JSON: {exc}") from exc
 
 
 def text_line(obj: dict[str, Any]) -> str:
@@ -51,22 +61,22 @@ class Sink:
         self.fmt = fmt
         self.written = 0
         self.failed = 0
-        self._fh: IO[str]
+        self._fh: IO[bytes]
         if path is None or path == "-":
-            self._fh = sys.stdout
+            self._fh = sys.stdout.buffer
             self._own = False
         else:
             try:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-                self._fh = os.fdopen(fd, "w", encoding="utf-8", buffering=1 << 20)
+                self._fh = os.fdopen(fd, "wb", buffering=1 << 20)
             except OSError as exc:
                 raise OutputError(f"cannot open output file {path}: {exc}") from exc
             self._own = True
 
     def write(self, obj: dict[str, Any]) -> None:
-        line = _dumps(obj) if self.fmt == "json" else text_line(obj)
+        line = _dumps(obj) if self.fmt == "json" else text_line(obj).encode()
         try:
-            self._fh.write(line + "\n")
+            self._fh.write(line + b"\n")
         except OSError as exc:
             self.failed += 1
             raise OutputError(f"writing to {self.path or 'stdout'} failed: {exc}") from exc

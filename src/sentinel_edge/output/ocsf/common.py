@@ -19,6 +19,7 @@ import errno
 import functools
 import os
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -175,23 +176,37 @@ def _raw_process(p: dict[str, Any], host: HostInfo | None) -> dict[str, Any]:
     return obj
 
 
-def process_object(
-    info: ProcessInfo | None, event: Event | None = None, *, host: HostInfo | None = None
-) -> dict[str, Any]:
-    """OCSF Process object from enrichment, falling back to the raw se_proc.
+# Objects built from a ProcessInfo are the same for every event of that image
+# (until enrichment changes one of its fields), so they are built once and
+# reused: the OCSF stage is the agent's most expensive per-event step.
+# The cached dicts are shallow-copied; their nested objects (user, group,
+# file, container) are shared, so mappers replace them and never mutate them.
+_CACHE_MAX = 8192
+_static_cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
+_entity_cache: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
 
-    ``event.proc`` adds what only the kernel knows (tid, effective ids,
-    namespace pid) when it describes the same process. With ``host`` the
-    process start time becomes ``created_time``.
-    """
-    if info is None:
-        if event is None:
-            raise ValueError("process_object needs a ProcessInfo or an Event")
-        return _raw_process(event.proc, host)
-    p = _proc_of(info, event)
+
+def _info_key(info: ProcessInfo, host: HostInfo | None) -> tuple[Any, ...]:
+    return (
+        info.exec_id, info.pid, info.start_ns, info.comm, info.exe, info.cwd, id(info.cmdline),
+        info.uid, info.user, info.gid, info.group, info.euid, info.loginuid, info.container_id,
+        info.container_runtime, host.boot_time_ns if host is not None else None,
+    )
+
+
+def _cached(cache: OrderedDict[tuple[Any, ...], dict[str, Any]], key: tuple[Any, ...],
+            build: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    obj = cache.get(key)
+    if obj is None:
+        obj = build()
+        cache[key] = obj
+        if len(cache) > _CACHE_MAX:
+            cache.popitem(last=False)
+    return obj
+
+
+def _static_process(info: ProcessInfo, host: HostInfo | None) -> dict[str, Any]:
     obj: dict[str, Any] = {"pid": info.pid, "uid": info.exec_id, "name": text(info.comm) or ""}
-    if p is not None:
-        obj["ptid"] = p["tid"]
     if info.exe:
         exe = text(info.exe) or ""
         obj["path"] = exe
@@ -206,15 +221,6 @@ def process_object(
     group = _user(info.gid, info.group)
     if group:
         obj["group"] = group
-    euid = p["euid"] if p is not None else info.euid
-    if euid is not None and euid != _UNSET_ID:
-        obj["euid"] = euid
-    if p is not None:
-        obj["egid"] = p["egid"]
-        obj["namespace_pid"] = p["ns_pid"]
-    loginuid = info.loginuid if info.loginuid is not None else (p["loginuid"] if p is not None else None)
-    if loginuid is not None and loginuid != _UNSET_ID:
-        obj["auid"] = loginuid
     if info.container_id:
         container: dict[str, Any] = {"uid": info.container_id}
         if info.container_runtime:
@@ -225,8 +231,39 @@ def process_object(
     return obj
 
 
-def process_entity(info: ProcessInfo, host: HostInfo | None = None) -> dict[str, Any]:
-    """OCSF Process Entity: the short reference used in ``ancestry``."""
+def process_object(
+    info: ProcessInfo | None, event: Event | None = None, *, host: HostInfo | None = None
+) -> dict[str, Any]:
+    """OCSF Process object from enrichment, falling back to the raw se_proc.
+
+    ``event.proc`` adds what only the kernel knows (tid, effective ids,
+    namespace pid) when it describes the same process. With ``host`` the
+    process start time becomes ``created_time``.
+    """
+    if info is None:
+        if event is None:
+            raise ValueError("process_object needs a ProcessInfo or an Event")
+        return _raw_process(event.proc, host)
+    static = _cached(_static_cache, _info_key(info, host), lambda: _static_process(info, host))
+    obj = dict(static)
+    p = _proc_of(info, event)
+    if p is not None:
+        obj["ptid"] = p["tid"]
+    euid = p["euid"] if p is not None else info.euid
+    if euid is not None and euid != _UNSET_ID:
+        obj["euid"] = euid
+    if p is not None:
+        obj["egid"] = p["egid"]
+        obj["namespace_pid"] = p["ns_pid"]
+    loginuid = info.loginuid if info.loginuid is not None else (p["loginuid"] if p is not None else None)
+    if loginuid is not None and loginuid != _UNSET_ID:
+        obj["auid"] = loginuid
+    if "created_time" in obj:  # keep the attribute order of the schema's examples
+        obj["created_time"] = obj.pop("created_time")
+    return obj
+
+
+def _build_entity(info: ProcessInfo, host: HostInfo | None) -> dict[str, Any]:
     obj: dict[str, Any] = {"pid": info.pid, "uid": info.exec_id, "name": text(info.comm) or ""}
     if info.exe:
         obj["path"] = text(info.exe)
@@ -235,6 +272,11 @@ def process_entity(info: ProcessInfo, host: HostInfo | None = None) -> dict[str,
     if host is not None and info.start_ns:
         obj["created_time"] = boot_ns_to_ms(info.start_ns, host)
     return obj
+
+
+def process_entity(info: ProcessInfo, host: HostInfo | None = None) -> dict[str, Any]:
+    """OCSF Process Entity: the short reference used in ``ancestry``."""
+    return dict(_cached(_entity_cache, _info_key(info, host), lambda: _build_entity(info, host)))
 
 
 def file_object(path: str, **extra: Any) -> dict[str, Any]:
@@ -246,6 +288,13 @@ def file_object(path: str, **extra: Any) -> dict[str, Any]:
         obj["parent_folder"] = parent or "/"
     obj.update({k: v for k, v in extra.items() if v is not None})
     return obj
+
+
+#: Events that carry the whole ``ancestry``; every other event has
+#: ``parent_process`` only and reaches the rest through the exec event of the
+#: same ``process.uid`` (exec_id). Full ancestry on every file open would
+#: multiply the output size for nothing new.
+LINEAGE_KINDS = frozenset({"exec", "fork"})
 
 
 def with_lineage(
@@ -270,6 +319,8 @@ def with_lineage(
         if host is not None and event.proc.get("parent_start_ns"):
             pp["created_time"] = boot_ns_to_ms(event.proc["parent_start_ns"], host)
         obj["parent_process"] = pp
+    if event.kind not in LINEAGE_KINDS:
+        return obj
     if ancestry:
         obj["ancestry"] = [process_entity(a, host) for a in ancestry]
     elif parent is not None:
@@ -337,6 +388,25 @@ def _metadata(event: Event) -> dict[str, Any]:
     return meta
 
 
+@functools.lru_cache(maxsize=64)
+def _metadata_for(kind: str) -> dict[str, Any]:
+    return _metadata(Event(kind, 0, 0, 0, {}, {}))
+
+
+def _metadata_cached(kind: str) -> dict[str, Any]:
+    """A copy of the (constant) metadata of an event kind; nested objects are shared."""
+    return dict(_metadata_for(kind))
+
+
+@functools.lru_cache(maxsize=4)
+def _device_for(host: HostInfo) -> dict[str, Any]:
+    return _device(host)
+
+
+def _device_cached(host: HostInfo) -> dict[str, Any]:
+    return dict(_device_for(host))
+
+
 def _device(host: HostInfo) -> dict[str, Any]:
     os_obj: dict[str, Any] = {"name": "Linux", "type_id": OS_TYPE_LINUX}
     if host.kernel_release:
@@ -380,8 +450,8 @@ def base(
         "type_uid": class_uid * 100 + activity_id,
         "severity_id": SEVERITY_INFORMATIONAL,
         "time": epoch_ms(event, host),
-        "metadata": _metadata(event),
-        "device": _device(host),
+        "metadata": _metadata_cached(event.kind),
+        "device": _device_cached(host),
         "actor": actor(event, host),
         "unmapped": {"event": event.kind, "proc": proc_context(event)},
     }
@@ -392,6 +462,22 @@ def base(
     if message:
         obj["message"] = message
     return finish(obj)
+
+
+@functools.lru_cache(maxsize=4096)
+def _captions(class_uid: int, activity_id: int, severity_id: int | None,
+              status_id: int | None) -> tuple[tuple[str, str | None], ...]:
+    """(attribute, caption) pairs derived from the ids, from the pinned schema."""
+    cdef = class_def(class_uid)
+    out: list[tuple[str, str | None]] = [("class_name", cdef["caption"]), ("category_name", cdef["category_name"])]
+    for id_attr, name, value in (
+        ("activity_id", "activity_name", activity_id),
+        ("severity_id", "severity", severity_id),
+        ("status_id", "status", status_id),
+    ):
+        out.append((name, None if value is None else enum_caption(class_uid, id_attr, value)))
+    out.append(("type_name", enum_caption(class_uid, "type_uid", class_uid * 100 + activity_id)))
+    return tuple(out)
 
 
 def finish(obj: dict[str, Any]) -> dict[str, Any]:
@@ -405,28 +491,19 @@ def finish(obj: dict[str, Any]) -> dict[str, Any]:
     ``activity_id`` or ``severity_id`` after :func:`base`.
     """
     class_uid = obj["class_uid"]
-    cdef = class_def(class_uid)
-    obj["class_name"] = cdef["caption"]
-    obj["category_name"] = cdef["category_name"]
     activity_id = obj["activity_id"]
     obj["type_uid"] = class_uid * 100 + activity_id
-    for id_attr, name in (
-        ("activity_id", "activity_name"),
-        ("severity_id", "severity"),
-        ("status_id", "status"),
-    ):
-        if id_attr not in obj:
-            obj.pop(name, None)
-            continue
-        value = obj[id_attr]
-        if value == ACTIVITY_OTHER and isinstance(obj.get(name), str) and obj[name]:
-            continue
-        caption = enum_caption(class_uid, id_attr, value)
+    ids = {"activity_name": activity_id, "severity": obj.get("severity_id"), "status": obj.get("status_id")}
+    for name, caption in _captions(class_uid, activity_id, obj.get("severity_id"), obj.get("status_id")):
+        if name in ids:
+            value = ids[name]
+            if value is None:
+                obj.pop(name, None)
+                continue
+            if value == ACTIVITY_OTHER and isinstance(obj.get(name), str) and obj[name]:
+                continue
         if caption is not None:
             obj[name] = caption
-    type_name = enum_caption(class_uid, "type_uid", obj["type_uid"])
-    if type_name is not None:
-        obj["type_name"] = type_name
     return obj
 
 

@@ -237,7 +237,8 @@ def map_file(event: Event, host: HostInfo) -> dict[str, Any]:
             um["resolve"] = _bits(int(d["resolve"]), _RESOLVE_FLAGS)
     else:
         um["op_flags"] = op_flag_names(op, open_flags)
-    if op in (OP_RENAME, OP_LINK, OP_SYMLINK):
+    # two-path ops always, and any string the kernel sent (nothing is dropped)
+    if op in (OP_RENAME, OP_LINK, OP_SYMLINK) or raw2 or base2:
         um["path2"] = text(raw2)
         um["base2"] = text(base2)
         um["dirfd2"] = int(d.get("dirfd2", AT_FDCWD))
@@ -250,6 +251,6 @@ def map_file(event: Event, host: HostInfo) -> dict[str, Any]:
         um["gid"] = int(d.get("gid", 0xFFFFFFFF))
     if op in (9, OP_SETXATTR):
         um["size"] = int(d.get("size", 0))
-    if op == OP_SETXATTR:
+    if op == OP_SETXATTR or d.get("xattr_name"):
         um["xattr_name"] = text(d.get("xattr_name") or b"")
     return obj
