@@ -90,6 +90,48 @@ static __always_inline void se_task__fill(struct se_proc *p, struct task_struct 
 	bpf_get_current_comm(p->comm, sizeof(p->comm));
 }
 
+/*
+ * The calling task, read through its BTF pointer: plain loads the verifier
+ * turns into fault-safe loads, no helper call per field. About half the cost
+ * of se_task__fill's probe reads, and it runs for every event.
+ */
+static __always_inline void se_task__fill_current(struct se_proc *p)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct task_struct *parent = task->real_parent;
+	struct task_struct *leader = task->group_leader;
+	const struct cred *cred = task->real_cred;
+	struct nsproxy *ns = task->nsproxy;
+
+	p->pid = task->tgid;
+	p->tid = task->pid;
+	p->ppid = parent->tgid;
+	p->uid = cred->uid.val;
+	p->euid = cred->euid.val;
+	p->gid = cred->gid.val;
+	p->egid = cred->egid.val;
+	if (bpf_core_field_exists(task->loginuid)) {
+		p->loginuid = task->loginuid.val;
+		p->sessionid = task->sessionid;
+	} else {
+		p->loginuid = (__u32)-1;
+		p->sessionid = (__u32)-1;
+	}
+	if (ns) {
+		p->mnt_ns = ns->mnt_ns->ns.inum;
+		p->net_ns = ns->net_ns->ns.inum;
+	}
+	/* variable array index: not a direct load, read it the safe way */
+	struct pid *tpid = task->thread_pid;
+	__u32 level = tpid->level;
+	p->pid_ns = BPF_CORE_READ(tpid, numbers[level].ns, ns.inum);
+	p->ns_pid = BPF_CORE_READ(leader, thread_pid, numbers[level].nr);
+	p->cgroup_id = bpf_get_current_cgroup_id();
+	p->start_ns = leader->start_boottime;
+	p->parent_start_ns = parent->group_leader->start_boottime;
+	bpf_get_current_comm(p->comm, sizeof(p->comm));
+}
+
 /* ---- events ----------------------------------------------------------------- */
 
 static __always_inline struct se_heap *se_heap__get(void)
@@ -118,8 +160,7 @@ static __always_inline void *se_event__init(struct se_heap *heap, __u16 type, __
 	hdr->size = fixed;
 	hdr->cpu = bpf_get_smp_processor_id();
 	hdr->ts_ns = bpf_ktime_get_boot_ns();
-	se_task__fill((struct se_proc *)(heap->buf + sizeof(struct se_hdr)),
-		      (struct task_struct *)bpf_get_current_task());
+	se_task__fill_current((struct se_proc *)(heap->buf + sizeof(struct se_hdr)));
 	return heap->buf;
 }
 

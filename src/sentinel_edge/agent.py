@@ -97,8 +97,11 @@ class Agent:
                 log.info("program %s skipped: %s", p.name, p.reason)
         if self.report.fallbacks:
             log.info("raw_tp/sys_enter fallback watches: %s", ", ".join(self.report.fallbacks))
+        for note in self.report.notes:
+            log.info("%s", note)
         self._health("start", "SentinelEdge started", attached=self.report.attached(), skipped=skipped,
-                     fallbacks=self.report.fallbacks, processes_seeded=seeded)
+                     fallbacks=self.report.fallbacks, unwatched=self.report.unwatched,
+                     notes=self.report.notes, processes_seeded=seeded)
         self._sample_stats(force=True)
         self.sink.flush()
         return self.report
@@ -255,6 +258,8 @@ class Agent:
             "output": self.sink.path or "stdout",
             "programs": progs,
             "fallbacks": self.report.fallbacks if self.report else [],
+            "unwatched": self.report.unwatched if self.report else [],
+            "notes": self.report.notes if self.report else [],
             "by_kind": dict(self.counters.by_kind),
             "processes_tracked": len(self.enricher),
             **self._totals(),

@@ -70,6 +70,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
             print(f"  {p['name']}: {p['state']}: {p['reason']}")
     if st.get("fallbacks"):
         print(f"raw_tp fallback for: {', '.join(st['fallbacks'])}")
+    for note in st.get("notes", []):
+        print(f"note: {note}")
     print("kernel counters (emitted / dropped / deduped / filtered):")
     for s, c in st.get("kernel", {}).items():
         print(f"  {s:<8} {c['emitted']:>10} {c['dropped']:>8} {c['deduped']:>8} {c['filtered']:>8}")

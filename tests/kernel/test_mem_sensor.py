@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import errno
 import subprocess
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +210,21 @@ def test_memfd_create_and_fexecve(agent: Any, mem_helper: str) -> None:
 # ---------------------------------------------------------------- kernel modules
 
 
-def test_module_load_attempts(agent: Any, mem_helper: str) -> None:
+@pytest.fixture(scope="module")
+def fallback_agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """An agent that watches module syscalls through raw_tp even where they cannot succeed."""
+    from conftest import start_agent, stop_agent
+
+    handle = start_agent(tmp_path_factory.mktemp("fallback"),
+                         "sensors:\n  file: false\n  net: false\nmem:\n  syscall_fallback: \"on\"\n")
+    try:
+        yield handle
+    finally:
+        assert stop_agent(handle) == 0
+
+
+def test_module_load_attempts(fallback_agent: Any, mem_helper: str) -> None:
+    agent = fallback_agent
     fallback = not (TRACEFS / "sys_enter_finit_module").exists()
     mark = agent.mark()
     out = run_helper(mem_helper, "module")
@@ -254,17 +268,26 @@ def test_module_load_attempts(agent: Any, mem_helper: str) -> None:
     assert len(agent.find_all(match(pid, "module"), since=mark)) == 2
 
 
-def test_fallback_programs_are_attached_only_without_tracepoints(agent: Any) -> None:
-    progs = {p["name"]: p for p in agent.status().get("programs", [])} if "programs" in agent.status() else {}
-    fallbacks = agent.status()["fallbacks"]
-    if (TRACEFS / "sys_enter_finit_module").exists():
-        assert fallbacks == []
-    else:
-        assert fallbacks == ["delete_module", "finit_module", "init_module"]
-    if progs:
-        state = "attached" if fallbacks else "skipped"
-        assert progs["mem_syscall_fallback"]["state"] == state
-        assert progs["mem_syscall_fallback_exit"]["state"] == state
+def test_fallback_programs_are_attached_only_where_needed(agent: Any, fallback_agent: Any) -> None:
+    missing = not (TRACEFS / "sys_enter_finit_module").exists()
+    modules = Path("/proc/modules").exists()
+    names = ["delete_module", "finit_module", "init_module"]
+    # the default ("auto"): only where the syscalls are missing and could succeed
+    st = agent.status()
+    progs = {p["name"]: p for p in st["programs"]}
+    auto_on = missing and modules
+    assert st["fallbacks"] == (names if auto_on else [])
+    for name in ("mem_syscall_fallback", "mem_syscall_fallback_exit"):
+        assert progs[name]["state"] == ("attached" if auto_on else "skipped")
+    if missing and not modules:
+        assert st["unwatched"] == names
+        assert any("not watched: delete_module, finit_module, init_module" in n and "no module support" in n
+                   for n in st["notes"])
+    # "on": attached wherever a tracepoint is missing
+    st2 = fallback_agent.status()
+    assert st2["fallbacks"] == (names if missing else [])
+    progs2 = {p["name"]: p for p in st2["programs"]}
+    assert progs2["mem_syscall_fallback"]["state"] == ("attached" if missing else "skipped")
 
 
 # ---------------------------------------------------------------- bpf()

@@ -26,6 +26,7 @@ class KernelFeatures:
     tracepoints: dict[str, str] = field(default_factory=dict)
     pairs: set[tuple[str, str]] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    modules: bool = True  # CONFIG_MODULES: /proc/modules exists
 
     def has_tracepoint(self, category: str, name: str) -> bool:
         return (category, name) in self.pairs
@@ -82,7 +83,8 @@ def probe(mount_tracefs: bool = True) -> KernelFeatures:
             "for CO-RE programs); use a distribution kernel built with BTF"
         )
     tracefs = find_tracefs(mount_tracefs)
-    feats = KernelFeatures(tracefs=tracefs, btf=True, release=os.uname().release)
+    feats = KernelFeatures(tracefs=tracefs, btf=True, release=os.uname().release,
+                           modules=Path("/proc/modules").exists())
     events = Path(tracefs, "events")
     for cat in os.scandir(events):
         if not cat.is_dir():

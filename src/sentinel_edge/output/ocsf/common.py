@@ -507,15 +507,16 @@ def finish(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
+@functools.lru_cache(maxsize=512)
+def _failure(code: int) -> dict[str, Any]:
+    return {"status_code": errno.errorcode.get(code, str(code)), "status_detail": os.strerror(code)}
+
+
 def status_from_ret(ret: int) -> tuple[int, dict[str, Any]]:
     """OCSF status_id plus status_code/status_detail from a syscall result."""
     if ret >= 0:
         return STATUS_SUCCESS, {}
-    code = -ret
-    return STATUS_FAILURE, {
-        "status_code": errno.errorcode.get(code, str(code)),
-        "status_detail": os.strerror(code),
-    }
+    return STATUS_FAILURE, dict(_failure(-ret))
 
 
 # ---------------------------------------------------------------- registry

@@ -23,6 +23,7 @@ number, dev/ino) are kept under ``unmapped``.
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from sentinel_edge.enrich.paths import resolve
@@ -119,7 +120,9 @@ _RESOLVE_FLAGS: tuple[tuple[int, str], ...] = (
 )
 
 
+@functools.lru_cache(maxsize=4096)
 def _bits(value: int, table: tuple[tuple[int, str], ...]) -> list[str]:
+    """Flag names of value (cached: the same few flag words recur; never mutate the result)."""
     names = [name for bit, name in table if value & bit]
     known = 0
     for bit, _ in table:
@@ -128,6 +131,7 @@ def _bits(value: int, table: tuple[tuple[int, str], ...]) -> list[str]:
     return names + [hex(1 << i) for i in range(64) if rest & (1 << i)]
 
 
+@functools.lru_cache(maxsize=1024)
 def open_flag_names(flags: int) -> list[str]:
     """O_* names of an open flags word, access mode first, unknown bits in hex."""
     return [_ACCMODE[flags & 3], *_bits(flags & ~3, _O_FLAGS)]
