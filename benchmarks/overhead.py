@@ -86,7 +86,7 @@ def overhead(loops: str, tmp: Path, rounds: int, quick: bool, config_text: str |
                 time.sleep(0.5)
                 results[mode] = workloads(loops, quick, port, str(target))
                 rss.append(rss_peak_kib(handle.proc.pid))
-                stop_agent(handle)
+                stop_agent(handle, read_output=False)
                 shutil.rmtree(adir)
             else:
                 results[mode] = workloads(loops, quick, port, str(target))
@@ -154,7 +154,7 @@ def throughput(loops: str, tmp: Path, quick: bool) -> int:
         print(f"highest paced rate with zero loss: {best:,} events/s")
         return rss_peak_kib(handle.proc.pid)
     finally:
-        stop_agent(handle)
+        stop_agent(handle, read_output=False)
 
 
 def main() -> int:

@@ -148,7 +148,7 @@ def start_agent(tmp: Path, config_text: str | None = None, extra: list[str] | No
     return AgentHandle(proc, out, status, log)
 
 
-def stop_agent(handle: AgentHandle, timeout: float = 30) -> int:
+def stop_agent(handle: AgentHandle, timeout: float = 30, read_output: bool = True) -> int:
     if handle.proc.poll() is None:
         handle.proc.send_signal(signal.SIGTERM)
         try:
@@ -156,7 +156,8 @@ def stop_agent(handle: AgentHandle, timeout: float = 30) -> int:
         except subprocess.TimeoutExpired:
             handle.proc.kill()
             handle.proc.wait()
-    handle._read()
+    if read_output:
+        handle._read()
     return handle.proc.returncode
 
 

@@ -36,6 +36,10 @@ log = logging.getLogger(__name__)
 
 STATUS_DIR = Path(os.environ.get("SENTINEL_EDGE_RUN_DIR", "/run/sentinel-edge"))
 
+# Records taken from one ring per round: bounds the memory a flood can pin in
+# user space (the rest waits in the kernel ring, where overflow is counted).
+BATCH_MAX = 4096
+
 
 def boot_ns() -> int:
     return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
@@ -122,7 +126,9 @@ class Agent:
         """Detach programs, flush everything, write the final status."""
         try:
             if self.session is not None:
-                self.step(final=True)
+                for _ in range(8):  # bounded: a busy host keeps producing until detach
+                    if not self.step(final=True):
+                        break
                 self._sample_stats(force=True)
                 self._health("stop", "SentinelEdge stopped", **self._totals())
         finally:
@@ -143,10 +149,11 @@ class Agent:
         readers = self.session.readers
         raw_proc: list[bytes] = []
         cut = boot_ns()
-        readers["process"].drain(raw_proc)
+        limit = 1 << 30 if final else BATCH_MAX
+        readers["process"].drain(raw_proc, limit)
         raw_other: list[bytes] = []
         for s in SENSORS[1:]:
-            readers[s].drain(raw_other)
+            readers[s].drain(raw_other, limit)
         n = len(raw_proc) + len(raw_other)
         events = self._held
         self._held = []

@@ -5,12 +5,16 @@
  *                       caller is recorded as the socket's owner
  *                       (se_sock_owner_map, key = struct sock *);
  *   SYN_SENT -> ESTABLISHED / CLOSE
- *                       SE_NET_CONNECT_DONE, ret 0 or -sk_err (sk_err is set
+ *                       SE_NET_CONNECT_DONE (not for a blocking connect()
+ *                       still in flight: its CONNECT has the result),
+ *                       ret 0 or -sk_err (sk_err is set
  *                       before the socket is closed: ECONNREFUSED on RST,
  *                       ETIMEDOUT...; 0 means the owner gave up itself, which
  *                       is reported as -ECONNABORTED);
  *   any other change into ESTABLISHED or CLOSE
- *                       SE_NET_STATE with the 5-tuple, for flows; into
+ *                       SE_NET_STATE with the 5-tuple, for flows (not for
+ *                       an ownerless passive socket going ESTABLISHED before
+ *                       accept(): the ACCEPT event reports it); into
  *                       CLOSE ret is -sk_err (-ECONNRESET after a reset).
  * These often run in softirq context on another task's time, so se_proc is
  * the owner's context saved in the owner table (zeroed, owner_pid 0, when the
@@ -51,6 +55,23 @@ int BPF_PROG(net_tcp_state, const struct sock *csk, const int oldstate, const in
 	struct se_sock_owner *o = bpf_map_lookup_elem(&se_sock_owner_map, &key);
 	if (o && se_cfg.agent_tgid && o->pid == se_cfg.agent_tgid)
 		goto out;
+	/*
+	 * Volume: a blocking connect() still in flight returns this very result
+	 * (its CONNECT event carries it), and a passively opened socket going
+	 * ESTABLISHED before accept() has no owner yet (its ACCEPT event follows):
+	 * neither adds anything, and together they were a third of the events of
+	 * every TCP connection.
+	 */
+	if (!done && newstate == TCP_ESTABLISHED && !o)
+		goto out;
+	if (done && o) {
+		struct se_inflight *in = bpf_map_lookup_elem(&se_inflight_map, &o->tid);
+		struct socket *so = sk->sk_socket;
+		struct file *f = so ? so->file : NULL;
+		__u32 fflags = f ? f->f_flags : 0;
+		if (in && in->aux == SE_NET_IN_CONNECT && !(fflags & 04000 /* O_NONBLOCK */))
+			goto out;
+	}
 	struct se_heap *heap = se_heap__get();
 	if (!heap)
 		goto out;

@@ -174,7 +174,11 @@ int BPF_PROG(process_exec, struct task_struct *p, pid_t old_pid, struct linux_bi
 				ev->argv.off = p0;
 				ev->argv.len = len;
 				pos = p0 + len;
+			} else {
+				flags |= SE_EXEC_ARGV_TRUNC;   /* unreadable: say argv is incomplete */
 			}
+		} else {
+			flags |= SE_EXEC_ARGV_TRUNC;   /* no room left after very long paths */
 		}
 	}
 	ev->argc = BPF_CORE_READ(bprm, argc);

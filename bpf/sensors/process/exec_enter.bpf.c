@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * execve/execveat entry: remember the caller's credentials so the exec event
- * can report what a setuid/setgid exec changed.
+ * execve/execveat entry and exit: remember the caller's credentials so the
+ * exec event can report what a setuid/setgid exec changed, and forget them
+ * when the exec fails.
  */
 #include "lib/common.h"
 
@@ -37,6 +38,32 @@ SEC("tp/syscalls/sys_enter_execveat")
 int process_execveat_enter(struct se_sys_enter_ctx *ctx)
 {
 	return exec_enter(ctx);
+}
+
+/*
+ * A failed execve returns: drop its entry, or the thread would look "in
+ * exec" to the comm sensor until its next saved syscall. (A successful exec
+ * never returns here with the entry: sched_process_exec took it.)
+ */
+static __always_inline int exec_exit(void)
+{
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct se_inflight *in = bpf_map_lookup_elem(&se_inflight_map, &tid);
+	if (in && in->aux == SE_INFLIGHT_EXEC)
+		bpf_map_delete_elem(&se_inflight_map, &tid);
+	return 0;
+}
+
+SEC("tp/syscalls/sys_exit_execve")
+int process_exec_exit(struct se_sys_exit_ctx *ctx)
+{
+	return exec_exit();
+}
+
+SEC("tp/syscalls/sys_exit_execveat")
+int process_execveat_exit(struct se_sys_exit_ctx *ctx)
+{
+	return exec_exit();
 }
 
 SE_LICENSE;
