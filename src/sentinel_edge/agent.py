@@ -48,7 +48,6 @@ def boot_ns() -> int:
 @dataclass(slots=True)
 class Counters:
     decoded: int = 0
-    written: int = 0
     wire_errors: int = 0
     output_errors: int = 0
     queue_dropped: int = 0
@@ -83,6 +82,7 @@ class Agent:
         self._last_kernel: dict[str, dict[str, int]] = {}
         self._last_user_dropped = 0
         self._started_ns = 0
+        self._flush_errors_logged = 0
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -107,7 +107,7 @@ class Agent:
                      fallbacks=self.report.fallbacks, unwatched=self.report.unwatched,
                      notes=self.report.notes, processes_seeded=seeded)
         self._sample_stats(force=True)
-        self.sink.flush()
+        self._flush()
         return self.report
 
     def run(self, stop: threading.Event) -> None:
@@ -131,6 +131,7 @@ class Agent:
                         break
                 self._sample_stats(force=True)
                 self._health("stop", "SentinelEdge stopped", **self._totals())
+                self._flush()
         finally:
             if self.session is not None:
                 self.session.close()
@@ -170,8 +171,18 @@ class Agent:
         if events:
             events.sort(key=lambda e: e.ts_ns)
             self._process(events)
-            self.sink.flush()
+            self._flush()
         return n
+
+    def _flush(self) -> None:
+        before = self.sink.failed
+        try:
+            self.sink.flush()
+        except OutputError as exc:
+            self.counters.output_errors += self.sink.failed - before
+            if self._flush_errors_logged < 10:
+                self._flush_errors_logged += 1
+                log.error("%s", exc)
 
     def _decode(self, raws: list[bytes]) -> list[Event]:
         out: list[Event] = []
@@ -196,7 +207,6 @@ class Agent:
     def _write(self, ev: Event) -> None:
         try:
             self.sink.write(to_ocsf(ev, self.host))
-            self.counters.written += 1
         except OutputError as exc:
             self.counters.output_errors += 1
             if self.counters.output_errors <= 10:
@@ -231,7 +241,7 @@ class Agent:
             "output_errors": self.counters.output_errors,
             "queue_dropped": self.counters.queue_dropped,
             "decoded": self.counters.decoded,
-            "written": self.counters.written,
+            "written": self.sink.written,
         }
 
     def _sample_stats(self, force: bool = False) -> None:
@@ -254,6 +264,7 @@ class Agent:
             )
             log.warning("%s", msg)
             self._health("loss", msg, kernel_dropped_delta=lost, user_dropped_delta=user_grew, **self._totals())
+            self._flush()
         self._write_status(running=True)
 
     def status(self) -> dict[str, Any]:

@@ -111,3 +111,53 @@ def test_every_object_the_shared_agent_wrote_validates(agent: AgentHandle) -> No
         if errs:
             bad.append((o["unmapped"]["event"], errs[:3]))
     assert not bad, bad[:10]
+
+
+def test_full_disk_is_counted_not_fatal(tmp_path: Path) -> None:
+    """Output on a full filesystem: events are counted as dropped, the agent keeps running."""
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mnt)], check=True)
+    try:
+        out = mnt / "events.jsonl"
+        ready = tmp_path / "ready"
+        status = tmp_path / "status.json"
+        proc = subprocess.Popen([*CLI, "run", "-o", str(out), "--ready-file", str(ready), "--status-file",
+                                 str(status), "-c", str(_write_cfg(tmp_path, "stats_interval_s: 0.2\n"))],
+                                stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while not ready.exists():
+                assert proc.poll() is None and time.monotonic() < deadline
+                time.sleep(0.05)
+            for _ in range(40):  # far more than 64 KiB of events
+                subprocess.run(["/bin/true", "fill-the-disk"])
+            deadline = time.monotonic() + 15
+            st: dict[str, object] = {}
+            while time.monotonic() < deadline:
+                time.sleep(0.3)
+                st = json.loads(status.read_text())
+                if int(str(st["output_errors"])) > 0:
+                    break
+            assert proc.poll() is None, "the agent died on a full disk"
+            assert int(str(st["output_errors"])) > 0
+            assert int(str(st["user_dropped"])) >= int(str(st["output_errors"]))
+            assert int(str(st["written"])) > 0
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            rc = proc.wait(30)
+            err = proc.stderr.read().decode() if proc.stderr else ""
+        assert rc == 0, err
+        assert "No space left on device" in err
+        assert "Traceback" not in err
+        # what was written is whole lines of valid JSON
+        for line in out.read_bytes().splitlines():
+            json.loads(line)
+    finally:
+        subprocess.run(["umount", str(mnt)], check=True)
+
+
+def _write_cfg(tmp: Path, text: str) -> Path:
+    p = tmp / "cfg.yaml"
+    p.write_text(text)
+    return p

@@ -6,7 +6,7 @@ import datetime as dt
 import json
 import os
 import sys
-from typing import IO, Any
+from typing import Any
 
 import orjson
 
@@ -54,43 +54,74 @@ def text_line(obj: dict[str, Any]) -> str:
 
 
 class Sink:
-    """Writes OCSF objects, one per line. Flushed after every batch."""
+    """Writes OCSF objects, one per line, in batches.
+
+    Lines are collected in memory and written with os.write() at flush (after
+    every pipeline round), so no hidden buffer survives a failure: when the
+    disk is full or the pipe is gone, the lines of that batch are counted as
+    failed (``failed``), an OutputError says so, and the next batch is tried
+    afresh. Nothing else is held back.
+    """
 
     def __init__(self, path: str | None, fmt: str = "json") -> None:
         self.path = path
         self.fmt = fmt
         self.written = 0
         self.failed = 0
-        self._fh: IO[bytes]
+        self._lines: list[bytes] = []
         if path is None or path == "-":
-            self._fh = sys.stdout.buffer
+            self._fd = sys.stdout.fileno()
             self._own = False
         else:
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-                self._fh = os.fdopen(fd, "wb", buffering=1 << 20)
+                self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
             except OSError as exc:
                 raise OutputError(f"cannot open output file {path}: {exc}") from exc
             self._own = True
 
     def write(self, obj: dict[str, Any]) -> None:
+        """Queue one object for the next flush (encoding errors raise at once)."""
         line = _dumps(obj) if self.fmt == "json" else text_line(obj).encode()
-        try:
-            self._fh.write(line + b"\n")
-        except OSError as exc:
-            self.failed += 1
-            raise OutputError(f"writing to {self.path or 'stdout'} failed: {exc}") from exc
-        self.written += 1
+        self._lines.append(line)
 
     def flush(self) -> None:
+        """Write the queued lines; on failure they are counted as failed and dropped."""
+        if not self._lines:
+            return
+        lines = self._lines
+        self._lines = []
+        data = memoryview(b"\n".join(lines) + b"\n")
+        start = self._size()
         try:
-            self._fh.flush()
+            while data:
+                n = os.write(self._fd, data)
+                data = data[n:]
         except OSError as exc:
-            raise OutputError(f"flushing {self.path or 'stdout'} failed: {exc}") from exc
+            # cut a partly written batch back off a regular file: the file keeps
+            # only whole lines, and the batch is counted as lost
+            if start is not None:
+                try:
+                    os.ftruncate(self._fd, start)
+                except OSError:
+                    pass
+            self.failed += len(lines)
+            raise OutputError(
+                f"writing {len(lines)} events to {self.path or 'stdout'} failed: {exc}"
+            ) from exc
+        self.written += len(lines)
+
+    def _size(self) -> int | None:
+        """Current size of a regular output file (None for pipes and terminals)."""
+        if not self._own:
+            return None
+        try:
+            return os.fstat(self._fd).st_size
+        except OSError:
+            return None
 
     def close(self) -> None:
         try:
             self.flush()
         finally:
             if self._own:
-                self._fh.close()
+                os.close(self._fd)
