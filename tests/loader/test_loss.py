@@ -90,3 +90,36 @@ def test_agent_raises_a_health_event_when_events_are_lost(tmp_path: Path) -> Non
     # the final stop event carries the totals
     stop = [o for o in handle.objects if o.get("unmapped", {}).get("health", {}).get("what") == "stop"]
     assert len(stop) == 1 and stop[0]["unmapped"]["health"]["kernel_dropped"] > 0
+
+
+def test_file_flood_costs_no_exec_event(tmp_path: Path) -> None:
+    """Separate rings: a flood that overflows the file ring leaves every exec event intact."""
+    cfg = config.load(None)
+    for s in ("net", "priv", "mem"):
+        setattr(cfg.sensors, s, False)
+    cfg.rings.file_kib = 4  # overflows at once
+    cfg.file.dedup_window_ms = 0
+    sess = BpfSession(cfg, probes.probe())
+    sess.start()
+    try:
+        dec = Decoder(sess.btf)
+        for r in sess.readers.values():
+            r.drain([])
+        before = sess.stats()
+        script = (
+            f"i=0; while [ $i -lt 30 ]; do /bin/true flood-exec; "
+            f"j=0; while [ $j -lt 50 ]; do : > {tmp_path}/f$j; j=$((j+1)); done; i=$((i+1)); done; echo $$"
+        )
+        res = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+        shell = int(res.stdout.strip())
+        time.sleep(0.05)
+        out: list[bytes] = []
+        sess.readers["process"].drain(out)
+        after = sess.stats()
+        assert after["file"]["dropped"] - before["file"]["dropped"] > 0, "the file ring must overflow"
+        assert after["process"]["dropped"] == before["process"]["dropped"]
+        execs = [e for e in map(dec.decode, out)
+                 if e.kind == "exec" and e.proc["ppid"] == shell and e.data["argv"] == b"/bin/true\0flood-exec\0"]
+        assert len(execs) == 30
+    finally:
+        sess.close()
