@@ -27,6 +27,15 @@ ARTIFACTS = ROOT / "test-artifacts"
 Obj = dict[str, Any]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A fresh machine may not have tracefs mounted yet; the agent mounts it on
+    # start, but tests also look at it before any agent runs.
+    if os.geteuid() == 0:
+        from sentinel_edge.loader.probes import find_tracefs
+
+        find_tracefs(mount_if_missing=True)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() == 0:
         return
