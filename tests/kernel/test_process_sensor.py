@@ -223,3 +223,25 @@ def test_short_lived_process_keeps_full_context(agent: AgentHandle, tmp_path: Pa
     assert [e["process"]["name"] for e in execs] == ["sh", "cat"]
     assert actor["uid"] == execs[1]["process"]["uid"] != execs[0]["process"]["uid"]
     assert actor["parent_process"]["pid"] == os.getpid()
+
+
+@pytest.mark.parametrize(
+    ("label", "env", "preload", "libpath"),
+    [
+        ("short", {"LD_PRELOAD": "x"}, "x", None),
+        ("after-long-var", {"A": "y" * 5000, "LD_PRELOAD": "/l.so", "LD_LIBRARY_PATH": "/p"}, "/l.so", "/p"),
+        ("last-of-many", {**{f"V{i}": "v" * 300 for i in range(60)}, "LD_LIBRARY_PATH": "/last"}, None, "/last"),
+        ("lookalikes", {"LD_PRELOADX": "no", "LD_LIBRARY_PATHS": "no", "XLD_PRELOAD": "no"}, None, None),
+    ],
+)
+def test_loader_variables_found_anywhere_in_the_environment(
+    agent: AgentHandle, label: str, env: dict[str, str], preload: str | None, libpath: str | None
+) -> None:
+    mark = agent.mark()
+    p = subprocess.run(["/bin/true", f"env-{label}"], env=env, stderr=subprocess.DEVNULL)
+    assert p.returncode == 0
+    e = agent.wait_for(lambda o: kind(o) == "exec" and o["unmapped"].get("argv") == ["/bin/true", f"env-{label}"],
+                       mark)
+    assert e["unmapped"].get("ld_preload") == preload
+    assert e["unmapped"].get("ld_library_path") == libpath
+    assert "env_truncated" not in e["unmapped"]["flags"]

@@ -45,44 +45,58 @@ struct env_scan {
 	__u32 trunc;
 };
 
+#define ENV_HEAD 256   /* one read covers most variables whole */
+
+/*
+ * One environment string: read once (up to ENV_HEAD bytes) into the heap's
+ * scratch tail, look at its name there, and skip it by the length the read
+ * returned. Only a longer string needs a second read to find its end.
+ */
 static long env_scan_one(__u32 idx, struct env_scan *s)
 {
-	char head[16] = {};
 	if (s->cur >= s->end || s->found == 3)
 		return 1;
-	long n = bpf_probe_read_user_str(head, sizeof(head), (void *)s->cur);
+	struct se_heap *heap = se_heap__get();
+	if (!heap)
+		return 1;
+	const char *h = heap->buf + SE_EVENT_MAX;   /* scratch: never part of an event */
+	long n = bpf_probe_read_user_str(heap->buf + SE_EVENT_MAX, ENV_HEAD, (void *)s->cur);
 	if (n <= 0)
 		return 1;
-	if (head[0] == 'L' && head[1] == 'D' && head[2] == '_') {
+	if (n > 15 && h[0] == 'L' && h[1] == 'D' && h[2] == '_') {
 		__u32 p = *s->pos;
-		if (!(s->found & 1) && head[3] == 'P' && head[4] == 'R' && head[5] == 'E' &&
-		    head[6] == 'L' && head[7] == 'O' && head[8] == 'A' && head[9] == 'D' && head[10] == '=') {
+		if (!(s->found & 1) && h[3] == 'P' && h[4] == 'R' && h[5] == 'E' &&
+		    h[6] == 'L' && h[7] == 'O' && h[8] == 'A' && h[9] == 'D' && h[10] == '=') {
 			if (se_event__append_str(s->heap, &p, &s->ev->ld_preload, (void *)(s->cur + 11), SE_ENV_VALUE_MAX, 1))
 				s->trunc = 1;
 			s->found |= 1;
-		} else if (!(s->found & 2) && head[3] == 'L' && head[4] == 'I' && head[5] == 'B' &&
-			   head[6] == 'R' && head[7] == 'A' && head[8] == 'R' && head[9] == 'Y' &&
-			   head[10] == '_' && head[11] == 'P' && head[12] == 'A' && head[13] == 'T' &&
-			   head[14] == 'H') {
-			char eq = 0;
-			bpf_probe_read_user(&eq, 1, (void *)(s->cur + 15));
-			if (eq == '=') {
-				if (se_event__append_str(s->heap, &p, &s->ev->ld_library_path, (void *)(s->cur + 16), SE_ENV_VALUE_MAX, 1))
-					s->trunc = 1;
-				s->found |= 2;
-			}
+		} else if (!(s->found & 2) && h[3] == 'L' && h[4] == 'I' && h[5] == 'B' &&
+			   h[6] == 'R' && h[7] == 'A' && h[8] == 'R' && h[9] == 'Y' &&
+			   h[10] == '_' && h[11] == 'P' && h[12] == 'A' && h[13] == 'T' &&
+			   h[14] == 'H' && h[15] == '=') {
+			if (se_event__append_str(s->heap, &p, &s->ev->ld_library_path, (void *)(s->cur + 16), SE_ENV_VALUE_MAX, 1))
+				s->trunc = 1;
+			s->found |= 2;
 		}
 		*s->pos = p;
+	} else if (n > 10 && n <= 15 && h[0] == 'L' && h[1] == 'D' && h[2] == '_' && h[3] == 'P' &&
+		   h[10] == '=' && !(s->found & 1) && h[4] == 'R' && h[5] == 'E' && h[6] == 'L' &&
+		   h[7] == 'O' && h[8] == 'A' && h[9] == 'D') {
+		/* a short LD_PRELOAD=x */
+		__u32 p = *s->pos;
+		se_event__append_str(s->heap, &p, &s->ev->ld_preload, (void *)(s->cur + 11), SE_ENV_VALUE_MAX, 1);
+		s->found |= 1;
+		*s->pos = p;
 	}
-	if (n < (long)sizeof(head)) {
+	if (n < ENV_HEAD) {
 		s->cur += n;
-	} else {
-		/* long variable: find its end */
-		long m = bpf_probe_read_user_str(s->heap->buf + SE_EVENT_MAX, SE_PATH_MAX, (void *)s->cur);
-		if (m <= 0)
-			return 1;
-		s->cur += m;
+		return 0;
 	}
+	/* a long variable: find its end (at most SE_PATH_MAX at a time) */
+	long m = bpf_probe_read_user_str(heap->buf + SE_EVENT_MAX, SE_PATH_MAX, (void *)s->cur);
+	if (m <= 0)
+		return 1;
+	s->cur += m;
 	return 0;
 }
 
