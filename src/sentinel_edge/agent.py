@@ -38,7 +38,9 @@ STATUS_DIR = Path(os.environ.get("SENTINEL_EDGE_RUN_DIR", "/run/sentinel-edge"))
 
 # Records taken from one ring per round: bounds the memory a flood can pin in
 # user space (the rest waits in the kernel ring, where overflow is counted).
-BATCH_MAX = 4096
+BATCH_MAX = 2048
+# Objects written per sink flush: bounds the serialized lines held in memory.
+FLUSH_EVERY = 1024
 
 
 def boot_ns() -> int:
@@ -199,10 +201,12 @@ class Agent:
 
     def _process(self, events: list[Event]) -> None:
         by_kind = self.counters.by_kind
-        for ev in events:
+        for i, ev in enumerate(events, 1):
             self.enricher.enrich(ev)
             self._write(ev)
             by_kind[ev.kind] = by_kind.get(ev.kind, 0) + 1
+            if i % FLUSH_EVERY == 0:
+                self._flush()
 
     def _write(self, ev: Event) -> None:
         try:
