@@ -85,6 +85,7 @@ class Agent:
         self._last_user_dropped = 0
         self._started_ns = 0
         self._flush_errors_logged = 0
+        self.output_closed = False
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -115,7 +116,7 @@ class Agent:
     def run(self, stop: threading.Event) -> None:
         interval = self.cfg.drain_interval_ms / 1000
         next_stats = time.monotonic() + self.cfg.stats_interval_s
-        while not stop.is_set():
+        while not stop.is_set() and not self.output_closed:
             n = self.step()
             now = time.monotonic()
             if now >= next_stats:
@@ -141,7 +142,8 @@ class Agent:
             try:
                 self.sink.close()
             except OutputError as exc:
-                log.error("%s", exc)
+                if not self.output_closed:
+                    log.error("%s", exc)
             self._write_status(running=False)
 
     # -- pipeline -----------------------------------------------------------------
@@ -182,6 +184,12 @@ class Agent:
             self.sink.flush()
         except OutputError as exc:
             self.counters.output_errors += self.sink.failed - before
+            if isinstance(exc.__cause__, BrokenPipeError):
+                # the reader of stdout is gone (`sentinel-edge run | head`): stop cleanly
+                if not self.output_closed:
+                    log.info("output closed by its reader, stopping")
+                self.output_closed = True
+                return
             if self._flush_errors_logged < 10:
                 self._flush_errors_logged += 1
                 log.error("%s", exc)

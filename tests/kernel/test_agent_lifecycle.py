@@ -161,3 +161,23 @@ def _write_cfg(tmp: Path, text: str) -> Path:
     p = tmp / "cfg.yaml"
     p.write_text(text)
     return p
+
+
+def test_closed_stdout_stops_the_agent_cleanly(tmp_path: Path) -> None:
+    """`sentinel-edge run | head -n 3`: the agent stops when its reader goes away."""
+    cmd = (f"{sys.executable} -m sentinel_edge.cli run --status-file {tmp_path}/st.json | head -n 3; "
+           "echo pipestatus=${PIPESTATUS[0]}")
+    proc = subprocess.Popen(["bash", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        subprocess.run(["/bin/true"])  # keep events coming
+        time.sleep(0.2)
+    assert proc.poll() is not None, "the agent kept running after its reader exited"
+    out, err = proc.communicate()
+    lines = out.splitlines()
+    assert len(lines) == 4
+    for line in lines[:3]:
+        assert json.loads(line)["metadata"]["product"]["name"] == "SentinelEdge"
+    assert lines[3] == "pipestatus=0"
+    assert "output closed by its reader, stopping" in err
+    assert "Traceback" not in err
