@@ -350,18 +350,20 @@ def proc_context(event: Event) -> dict[str, Any]:
         "gid": p["gid"],
         "egid": p["egid"],
         "loginuid": p["loginuid"],
-        "sessionid": p.get("sessionid"),
         "cgroup_id": p["cgroup_id"],
         "mnt_ns": p["mnt_ns"],
         "pid_ns": p["pid_ns"],
         "net_ns": p["net_ns"],
-        "start_ns": p.get("start_ns"),
-        "parent_start_ns": p.get("parent_start_ns"),
         "comm": text(p["comm"]),
         "cpu": event.cpu,
         "ktime_ns": event.ts_ns,
     }
-    return {k: v for k, v in ctx.items() if v is not None}
+    # present in every kernel event; absent from the agent's own health events
+    for key in ("sessionid", "start_ns", "parent_start_ns"):
+        v = p.get(key)
+        if v is not None:
+            ctx[key] = v
+    return ctx
 
 
 # ---------------------------------------------------------------- base
@@ -461,7 +463,7 @@ def base(
         obj["status_id"] = status_id
     if message:
         obj["message"] = message
-    return finish(obj)
+    return obj  # the registered mapper's result goes through finish()
 
 
 @functools.lru_cache(maxsize=4096)
@@ -540,7 +542,7 @@ def register(kind: str) -> Callable[[Mapper], Mapper]:
                 f"event kind {kind!r} already has an OCSF mapper: {old.__module__}.{old.__qualname__}"
             )
         _MAPPERS[kind] = finished
-        return fn
+        return finished  # callers of the module-level name get finished objects too
 
     return deco
 
