@@ -131,6 +131,17 @@ def by_pid(pid: int, kind: str | None = None) -> Callable[[Obj], bool]:
     return pred
 
 
+def run_helper(binary: str, *args: str) -> dict[str, int]:
+    """Run a C test helper that prints key=integer lines; returns them."""
+    res = subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
+    assert res.returncode == 0, f"{binary} {args}: rc={res.returncode}\n{res.stdout}\n{res.stderr}"
+    out: dict[str, int] = {}
+    for line in res.stdout.splitlines():
+        k, _, v = line.partition("=")
+        out[k] = int(v)
+    return out
+
+
 def start_agent(tmp: Path, config_text: str | None = None, extra: list[str] | None = None) -> AgentHandle:
     out = tmp / "events.jsonl"
     out.touch()

@@ -8,27 +8,18 @@ wrote for that pid are checked field by field.
 from __future__ import annotations
 
 import errno
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from conftest import run_helper
+
 pytestmark = pytest.mark.kernel
 
 Obj = dict[str, Any]
 TRACEFS = Path("/sys/kernel/tracing/events/syscalls")
-
-
-def run_helper(binary: str, *args: str) -> dict[str, int]:
-    res = subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
-    assert res.returncode == 0, f"{binary} {args}: rc={res.returncode}\n{res.stdout}\n{res.stderr}"
-    out: dict[str, int] = {}
-    for line in res.stdout.splitlines():
-        k, _, v = line.partition("=")
-        out[k] = int(v)
-    return out
 
 
 def match(pid: int, kind: str, **fields: Any) -> Callable[[Obj], bool]:

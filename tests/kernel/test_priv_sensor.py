@@ -14,19 +14,11 @@ from typing import Any
 
 import pytest
 
+from conftest import run_helper
+
 pytestmark = pytest.mark.kernel
 
 Obj = dict[str, Any]
-
-
-def run_helper(binary: str, *args: str) -> dict[str, int]:
-    res = subprocess.run([binary, *args], capture_output=True, text=True, timeout=30)
-    assert res.returncode == 0, f"{binary} {args}: rc={res.returncode}\n{res.stdout}\n{res.stderr}"
-    out: dict[str, int] = {}
-    for line in res.stdout.splitlines():
-        k, _, v = line.partition("=")
-        out[k] = int(v)
-    return out
 
 
 def kind_op(pid: int, kind: str, op: str) -> Callable[[Obj], bool]:
