@@ -123,6 +123,10 @@ class Agent:
                 self._sample_stats()
                 next_stats = now + self.cfg.stats_interval_s
             if n == 0:
+                if self.sink.reader_gone():
+                    log.info("output closed by its reader, stopping")
+                    self.output_closed = True
+                    break
                 stop.wait(interval)
 
     def close(self) -> None:

@@ -165,15 +165,22 @@ def _write_cfg(tmp: Path, text: str) -> Path:
 
 def test_closed_stdout_stops_the_agent_cleanly(tmp_path: Path) -> None:
     """`sentinel-edge run | head -n 3`: the agent stops when its reader goes away."""
-    cmd = (f"{sys.executable} -m sentinel_edge.cli run --status-file {tmp_path}/st.json | head -n 3; "
+    errf = tmp_path / "stderr.txt"
+    cmd = (f"{sys.executable} -m sentinel_edge.cli run --status-file {tmp_path}/st.json 2>{errf} | head -n 3; "
            "echo pipestatus=${PIPESTATUS[0]}")
-    proc = subprocess.Popen(["bash", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        subprocess.run(["/bin/true"])  # keep events coming
-        time.sleep(0.2)
-    assert proc.poll() is not None, "the agent kept running after its reader exited"
-    out, err = proc.communicate()
+    proc = subprocess.Popen(["bash", "-c", cmd], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while proc.poll() is None and time.monotonic() < deadline:
+            subprocess.run(["/bin/true"])  # keep events coming
+            time.sleep(0.2)
+        err = errf.read_text() if errf.exists() else ""
+        assert proc.poll() is not None, f"the agent kept running after its reader exited; its stderr:\n{err}"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=30)
+    out, _ = proc.communicate()
     lines = out.splitlines()
     assert len(lines) == 4
     for line in lines[:3]:
@@ -181,3 +188,24 @@ def test_closed_stdout_stops_the_agent_cleanly(tmp_path: Path) -> None:
     assert lines[3] == "pipestatus=0"
     assert "output closed by its reader, stopping" in err
     assert "Traceback" not in err
+
+
+def test_idle_agent_notices_its_reader_is_gone(tmp_path: Path) -> None:
+    """With no event to write, a closed pipe is still noticed (POLLERR on the write end)."""
+    cfg = _write_cfg(tmp_path, "sensors: {process: false, file: false, net: false, priv: false, mem: false}\n")
+    errf = tmp_path / "stderr.txt"
+    cmd = (f"{sys.executable} -m sentinel_edge.cli run --config {cfg} --status-file {tmp_path}/st.json "
+           f"2>{errf} | head -n 1; echo pipestatus=${{PIPESTATUS[0]}}")
+    proc = subprocess.Popen(["bash", "-c", cmd], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=30)
+    lines = out.splitlines()
+    err = errf.read_text()
+    assert len(lines) == 2, err
+    assert json.loads(lines[0])["unmapped"]["health"]["what"] == "start"
+    assert lines[1] == "pipestatus=0"
+    assert "output closed by its reader, stopping" in err

@@ -5,6 +5,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import select
+import stat
 import sys
 from typing import Any
 
@@ -78,6 +80,23 @@ class Sink:
             except OSError as exc:
                 raise OutputError(f"cannot open output file {path}: {exc}") from exc
             self._own = True
+        self._pipe_poll: select.poll | None = None
+        try:
+            if stat.S_ISFIFO(os.fstat(self._fd).st_mode):
+                self._pipe_poll = select.poll()
+                self._pipe_poll.register(self._fd, select.POLLOUT)
+        except OSError:
+            pass
+
+    def reader_gone(self) -> bool:
+        """True when the output is a pipe whose reader has exited (POLLERR).
+
+        Lets an idle agent notice `sentinel-edge run | head` ending without
+        waiting for the next event to fail to write.
+        """
+        if self._pipe_poll is None:
+            return False
+        return any(ev & select.POLLERR for _, ev in self._pipe_poll.poll(0))
 
     def write(self, obj: dict[str, Any]) -> None:
         """Queue one object for the next flush (encoding errors raise at once)."""
