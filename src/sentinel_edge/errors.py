@@ -6,7 +6,8 @@
     ├── PrivilegeError       not root / missing capability
     ├── LoaderError          libbpf failed to open, load or attach (names program, errno)
     ├── WireError            an event does not match the wire contract
-    └── OutputError          writing events failed (names the sink and path)
+    ├── OutputError          writing events or alerts failed (names the sink and path)
+    └── RuleError            a rule file, rule or Sigma rule is invalid (names file:line:column)
 
 Lower-layer errors (OSError, ctypes failures) are translated at the boundary
 with ``raise ... from exc`` so the cause stays attached.
@@ -41,3 +42,20 @@ class WireError(SentinelEdgeError):
 
 class OutputError(SentinelEdgeError):
     """An output sink failed."""
+
+
+class RuleError(SentinelEdgeError):
+    """A rule file or rule is invalid; the message starts with ``file:line:column:``.
+
+    ``errors`` holds every problem found when a whole file or set was checked
+    (one RuleError per problem), so a user sees all of them at once.
+    """
+
+    def __init__(self, message: str, *, file: str = "<string>", line: int = 0, col: int = 0,
+                 errors: list[RuleError] | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.col = col
+        self.errors = errors or []
+        self.reason = message
+        super().__init__(f"{file}:{line}:{col}: {message}" if line else f"{file}: {message}")
