@@ -16,7 +16,6 @@ errors found after parsing (an unknown field, a type mismatch).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Union
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,8 +46,8 @@ class Call:
     pos: Pos = Pos()
 
 
-Literal = Union[str, int, float, bool]
-Operand = Union[Field, Call, Literal]
+Literal = str | int | float | bool
+Operand = Field | Call | Literal
 
 # binary operators (``Compare.op``)
 OPS = (
@@ -106,4 +105,4 @@ class Const:
     value: bool
 
 
-Node = Union[Compare, Exists, And, Or, Not, Const]
+Node = Compare | Exists | And | Or | Not | Const
