@@ -49,6 +49,20 @@ class ProcessInfo:
     container_runtime: str | None = None
     exec_ts_ns: int | None = None
     exited: bool = False
+    # known at exec (from the exec event), inherited by forked children; for
+    # processes found in /proc, what /proc gives (None: not known)
+    argc: int | None = None
+    filename: str | None = None  # path as given to execve
+    interp: str | None = None  # bprm->interp (differs from filename for #! scripts)
+    fds: tuple[str, str, str] | None = None  # kind of fds 0, 1, 2: none tty pipe socket file char other
+    exe_deleted: bool | None = None
+    exe_memfd: bool | None = None
+    ld_preload: str | None = None
+    ld_library_path: str | None = None
+    setuid_exec: bool | None = None  # the exec raised euid or egid (set-id binary)
+    euser: str | None = None  # name of euid
+    login_user: str | None = None  # name of loginuid
+    cmdline_text: str | None = None  # joined command line when only that is known (replayed OCSF)
 
 
 @dataclass(slots=True)
