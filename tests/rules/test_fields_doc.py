@@ -38,8 +38,8 @@ def test_every_spec_is_well_formed() -> None:
         assert spec.type in ("str", "int", "bool", "list[str]", "list[int]"), name
         assert callable(spec.get)
         assert spec.kinds is None or (spec.kinds and all(isinstance(k, str) for k in spec.kinds)), name
-        assert (spec.get_index is not None) == spec.type.startswith("list") and name.startswith("proc.a") \
-            or spec.get_index is None, name
+        indexed = name in ("proc.aname", "proc.aexe", "proc.acmdline", "proc.apid")
+        assert (spec.get_index is not None) == indexed, name
 
 
 def test_lookup_suggests_the_closest_name() -> None:

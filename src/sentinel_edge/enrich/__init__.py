@@ -21,8 +21,11 @@ from sentinel_edge.enrich.containers import Container, container_from_cgroup, re
 from sentinel_edge.enrich.host import boot_time_ns, host_info, read_boot_id
 from sentinel_edge.enrich.proctable import ProcessTable, exec_id
 from sentinel_edge.enrich.users import UserNames
-from sentinel_edge.model import Event
+from sentinel_edge.model import KIND_PTRACE, Event
 from sentinel_edge.output.ocsf.common import HostInfo
+
+#: event.data key of the ptrace target's ProcessInfo (None when unknown); rules.fields reads it
+PTRACE_TARGET_KEY = "se_target"
 
 __all__ = [
     "Container",
@@ -80,4 +83,8 @@ class Enricher:
         parent = image.parent
         event.parent = None if parent is None else parent.info
         event.ancestry = table.ancestry_of(image)
+        if event.kind == KIND_PTRACE:
+            d = event.data
+            # the target as the process table knows it (rules: ptrace.target_exe)
+            d[PTRACE_TARGET_KEY] = table.lookup(d.get("target_pid", 0), d.get("target_start_ns", 0))
         return event

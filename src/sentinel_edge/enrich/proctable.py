@@ -59,6 +59,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import stat
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -69,6 +70,14 @@ from sentinel_edge.enrich.containers import Container, read_container
 from sentinel_edge.enrich.users import UserNames
 from sentinel_edge.errors import ConfigError
 from sentinel_edge.model import KIND_COMM, KIND_EXEC, KIND_EXIT, KIND_FORK, Event, ProcessInfo
+from sentinel_edge.output.ocsf.process import (
+    EXEC_EXE_DELETED,
+    EXEC_FLAGS,
+    EXEC_SETGID,
+    EXEC_SETUID,
+    FD_KINDS,
+    fd_kind_name,
+)
 
 USER_HZ = os.sysconf("SC_CLK_TCK")
 TICK_NS = 1_000_000_000 // USER_HZ
@@ -119,6 +128,46 @@ class ProcSnapshot:
     egid: int | None
     loginuid: int | None
     container: Container | None
+    fds: tuple[str, str, str] | None = None  # kinds of fds 0-2, as the exec sensor names them
+    ld_preload: str | None = None
+    ld_library_path: str | None = None
+    environ_read: bool = False  # /proc/PID/environ was readable (the ld_* values are known)
+
+
+# what the exec sensor reports for fds 0-2 (enum se_fd_kind), also for processes read from /proc
+FD_NONE, FD_TTY, FD_PIPE, FD_SOCKET, FD_FILE, FD_CHAR, FD_OTHER = (FD_KINDS[i] for i in range(7))
+_TTY_MAJORS = frozenset({4, 5, *range(136, 144)})  # tty/vc, /dev/tty + ptmx, unix98 pts (as the sensor)
+EXEC_EXE_MEMFD = next(bit for bit, name in EXEC_FLAGS if name == "exe_memfd")
+_DELETED_SUFFIX = " (deleted)"  # what the kernel appends to the link of an unlinked exe
+
+
+def fd_kind(path: str) -> str:
+    """Kind of the open file a /proc/PID/fd/N link names, classified like the exec sensor does."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return FD_NONE
+    mode = st.st_mode
+    if stat.S_ISFIFO(mode):
+        return FD_PIPE
+    if stat.S_ISSOCK(mode):
+        return FD_SOCKET
+    if stat.S_ISREG(mode):
+        return FD_FILE
+    if stat.S_ISCHR(mode):
+        return FD_TTY if os.major(st.st_rdev) in _TTY_MAJORS else FD_CHAR
+    return FD_OTHER
+
+
+def _env_values(raw: bytes) -> tuple[str | None, str | None]:
+    """(LD_PRELOAD, LD_LIBRARY_PATH) of a NUL-separated environment block."""
+    preload = libpath = None
+    for item in raw.split(b"\0"):
+        if item.startswith(b"LD_PRELOAD="):
+            preload = text(item[11:])
+        elif item.startswith(b"LD_LIBRARY_PATH="):
+            libpath = text(item[16:])
+    return preload, libpath
 
 
 def _read_bytes(path: str) -> bytes | None:
@@ -185,6 +234,10 @@ def read_proc(pid: int, proc_root: str = "/proc") -> ProcSnapshot | None:
     if raw_login is not None and raw_login.strip().isdigit():
         loginuid = int(raw_login)
     raw_cmdline = _read_bytes(f"{base}/cmdline")
+    environ = _read_bytes(f"{base}/environ")
+    preload, libpath = (None, None) if environ is None else _env_values(environ)
+    fds = (fd_kind(f"{base}/fd/0"), fd_kind(f"{base}/fd/1"), fd_kind(f"{base}/fd/2")) \
+        if os.path.isdir(f"{base}/fd") else None
     snap = ProcSnapshot(
         pid=pid,
         ppid=ppid,
@@ -199,6 +252,10 @@ def read_proc(pid: int, proc_root: str = "/proc") -> ProcSnapshot | None:
         egid=egid,
         loginuid=loginuid,
         container=read_container(pid, proc_root),
+        fds=fds,
+        ld_preload=preload,
+        ld_library_path=libpath,
+        environ_read=environ is not None,
     )
     last = read_stat(pid, proc_root)
     if last is None or last[2] != start_ticks:
@@ -313,6 +370,15 @@ class ProcessTable:
         r = self._find(pid, start_ns)
         return None if r is None else r.image.info
 
+    def lookup(self, pid: int, start_ns: int) -> ProcessInfo | None:
+        """Current image of (pid, start_ns); read from /proc when the table does not have it yet."""
+        r = self._find(pid, start_ns)
+        if r is None and start_ns:
+            r = self._load_from_proc(pid, start_ns // self.tick_ns, _LAZY_DEPTH)
+            if r is not None and r.approx:
+                self._find(pid, start_ns)  # make it exact
+        return None if r is None else r.image.info
+
     def parent(self, pid: int, start_ns: int) -> ProcessInfo | None:
         """Parent image (at creation) of the current image of (pid, start_ns)."""
         r = self._find(pid, start_ns)
@@ -340,7 +406,8 @@ class ProcessTable:
     def _info(self, *, pid: int, start_ns: int, eid: str, parent: _Image | None, ppid: int,
               comm: str, exe: str | None, cmdline: list[str] | None, cwd: str | None,
               uid: int | None, euid: int | None, gid: int | None, loginuid: int | None,
-              container: Container | None, exec_ts_ns: int | None) -> ProcessInfo:
+              container: Container | None, exec_ts_ns: int | None,
+              **exec_info: Any) -> ProcessInfo:
         return ProcessInfo(
             pid=pid,
             start_ns=start_ns,
@@ -360,6 +427,9 @@ class ProcessTable:
             container_id=None if container is None else container.id,
             container_runtime=None if container is None else container.runtime,
             exec_ts_ns=exec_ts_ns,
+            euser=self.users.user(euid),
+            login_user=None if loginuid is None or loginuid == UNSET_ID else self.users.user(loginuid),
+            **exec_info,
         )
 
     def _insert(self, r: _Proc) -> None:
@@ -379,7 +449,7 @@ class ProcessTable:
             eid=exec_id(self.boot_id, snap.pid, start_ns, tick_ns=self.tick_ns),
             parent=parent, ppid=snap.ppid, comm=snap.comm, exe=snap.exe, cmdline=snap.cmdline,
             cwd=snap.cwd, uid=snap.uid, euid=snap.euid, gid=snap.gid, loginuid=snap.loginuid,
-            container=snap.container, exec_ts_ns=None,
+            container=snap.container, exec_ts_ns=None, **snapshot_exec_info(snap),
         )
         return _Image(info, parent)
 
@@ -451,10 +521,12 @@ class ProcessTable:
     def _with_creds(self, info: ProcessInfo, p: dict[str, Any]) -> ProcessInfo:
         uid: int = p["uid"]
         gid: int = p["gid"]
+        euid: int = p["euid"]
         return replace(
-            info, uid=uid, euid=p["euid"], gid=gid,
+            info, uid=uid, euid=euid, gid=gid,
             user=info.user if uid == info.uid else self.users.user(uid),
             group=info.group if gid == info.gid else self.users.group(gid),
+            euser=info.euser if euid == info.euid else self.users.user(euid),
         )
 
     def _container_now(self, r: _Proc) -> Container | None:
@@ -644,7 +716,7 @@ class ProcessTable:
             cmdline=split_nul(argv),
             cwd=text(cwd_raw) if cwd_raw else (None if old is None else old.info.cwd),
             uid=p["uid"], euid=p["euid"], gid=p["gid"], loginuid=p["loginuid"],
-            container=container, exec_ts_ns=ts,
+            container=container, exec_ts_ns=ts, **event_exec_info(d),
         )
         image = _Image(info, parent)
         if r is None:
@@ -695,6 +767,40 @@ class ProcessTable:
         new = text(event.data["new_comm"])
         if new != img.info.comm:
             img.info = replace(img.info, comm=new)
+
+
+def event_exec_info(d: dict[str, Any]) -> dict[str, Any]:
+    """ProcessInfo fields only known at exec, from the exec event's data."""
+    flags: int = d.get("flags", 0)
+    kinds = d.get("fd_kind")
+    filename: bytes = d.get("filename") or b""
+    interp: bytes = d.get("interp") or b""
+    preload: bytes = d.get("ld_preload") or b""
+    libpath: bytes = d.get("ld_library_path") or b""
+    return {
+        "argc": d.get("argc"),
+        "filename": text(filename) if filename else None,
+        "interp": text(interp) if interp else None,
+        "fds": None if kinds is None else (fd_kind_name(kinds[0]), fd_kind_name(kinds[1]), fd_kind_name(kinds[2])),
+        "exe_deleted": bool(flags & EXEC_EXE_DELETED),
+        "exe_memfd": bool(flags & EXEC_EXE_MEMFD),
+        "ld_preload": text(preload) if preload else None,
+        "ld_library_path": text(libpath) if libpath else None,
+        "setuid_exec": bool(flags & (EXEC_SETUID | EXEC_SETGID)),
+    }
+
+
+def snapshot_exec_info(snap: ProcSnapshot) -> dict[str, Any]:
+    """What /proc tells of the exec-time fields (not the path given to execve, nor a set-id exec)."""
+    exe = snap.exe
+    return {
+        "argc": None if snap.cmdline is None else len(snap.cmdline),
+        "fds": snap.fds,
+        "exe_deleted": None if exe is None else exe.endswith(_DELETED_SUFFIX),
+        "exe_memfd": None if exe is None else exe.startswith("/memfd:"),
+        "ld_preload": snap.ld_preload,
+        "ld_library_path": snap.ld_library_path,
+    }
 
 
 def parent_container(parent: _Image | None) -> Container | None:

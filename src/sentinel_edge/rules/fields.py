@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from sentinel_edge.enrich import PTRACE_TARGET_KEY  # set by the Enricher
 from sentinel_edge.enrich.paths import resolve as _resolve_path
 from sentinel_edge.model import (
     KIND_BPF,
@@ -95,8 +96,6 @@ def lookup(name: str) -> FieldSpec:
 
 #: hostname of the event's device (replayed events; live events are this host's)
 HOST_KEY = "se_host"
-#: ProcessInfo of the ptrace target, set by the Enricher (None when not in the process table)
-PTRACE_TARGET_KEY = "se_target"
 #: memoized file.path / file.new_path (text, "" when none)
 FILE_PATH_KEY = "se_file_path"
 FILE_NEW_PATH_KEY = "se_file_new_path"
