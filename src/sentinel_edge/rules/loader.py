@@ -242,7 +242,7 @@ def load_rule_texts(texts: Iterable[tuple[str, str]], *, state_max_keys: int = D
     # one problem (a broken macro used by several rules) is reported once
     seen_msgs: set[str] = set()
     for src in srcs:
-        for e in src.errors:
+        for e in sorted(src.errors, key=lambda e: (e.file != src.file, e.line, e.col)):
             if str(e) not in seen_msgs:
                 seen_msgs.add(str(e))
                 rs.errors.append(e)
