@@ -88,11 +88,26 @@ MAX_SIZE = 100_000         # nodes of a condition once every macro is expanded
 _parser: Lark | None = None
 
 
+class _ReservedName(Exception):
+    """'and' or 'or' where a field or macro name was expected."""
+
+    def __init__(self, token: Token) -> None:
+        super().__init__(str(token))
+        self.token = token
+
+
+def _check_name(tok: Token) -> Token:
+    if tok.lower() in ("and", "or"):
+        raise _ReservedName(tok)
+    return tok
+
+
 def parser() -> Lark:
     """The LALR parser (built once: a contextual lexer keeps barewords, names and keywords apart)."""
     global _parser
     if _parser is None:
-        _parser = Lark(GRAMMAR, parser="lalr", lexer="contextual", maybe_placeholders=False)
+        _parser = Lark(GRAMMAR, parser="lalr", lexer="contextual", maybe_placeholders=False,
+                       lexer_callbacks={"NAME": _check_name})
     return _parser
 
 
@@ -382,6 +397,10 @@ class _Builder:
             tree = parser().parse(self.text)
         except UnexpectedInput as exc:
             raise _syntax_error(self.text, self.smap, exc) from None
+        except _ReservedName as exc:
+            off = exc.token.start_pos or 0
+            raise _err(f"unexpected '{exc.token}'{_context(self.text, off)}: expected a condition",
+                       self.smap.pos(off)) from None
         node = self.node(tree.children[0], 0)
         if self.size > MAX_SIZE:
             self.fail(f"condition too large once macros are expanded ({self.size} nodes, at most {MAX_SIZE})",
@@ -475,7 +494,7 @@ class _Builder:
             if func not in FUNCS:
                 self.fail(f"unknown function '{name_tok}' (known: {', '.join(FUNCS)})", pos)
                 return None
-            return Call(func, arg, pos) if arg is not None else None
+            return self.typed(Call(func, arg, pos)) if arg is not None else None
         index = None
         if t.data == "index":
             idx_tok = t.children[1]
@@ -484,13 +503,18 @@ class _Builder:
         return self.field(str(name_tok), index, pos)
 
     def field(self, name: str, index: int | None, pos: Pos) -> Field | None:
-        f = Field(name, index, pos)
+        f = self.typed(Field(name, index, pos))
+        assert f is None or isinstance(f, Field)
+        return f
+
+    def typed(self, o: Field | Call) -> Field | Call | None:
+        """``o`` when its type is sound (known field, index on a list, function of the right type)."""
         try:
-            operand_type(f)
+            operand_type(o)
         except RuleError as exc:
             self.errors.append(exc)
             return None
-        return f
+        return o
 
     def value(self, t: Tree[Token] | Token, left: Field | Call | None, op: str) -> Operand | None:
         if isinstance(t, Tree):       # vcall: a function of a field on the right
@@ -501,7 +525,7 @@ class _Builder:
             if func not in FUNCS:
                 self.fail(f"unknown function '{fn_tok}' (known: {', '.join(FUNCS)})", self.pos(fn_tok))
                 return None
-            return Call(func, arg, self.pos(fn_tok)) if arg is not None else None
+            return self.typed(Call(func, arg, self.pos(fn_tok))) if arg is not None else None
         tok = t
         if tok.type == "BAREWORD":
             text = str(tok)
@@ -547,10 +571,7 @@ class _Builder:
         the field is one, and stay text where the field is text."""
         if left is None:
             return None
-        try:
-            want = elem_type(operand_type(left))
-        except RuleError:
-            return None
+        want = elem_type(operand_type(left))
         if op in ("startswith", "endswith", "contains", "istartswith", "iendswith", "icontains", "iequals",
                   "glob", "regex", "cidr"):
             want = "str"
