@@ -45,28 +45,92 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+class JsonlTail:
+    """The JSON objects of a file that another process appends lines to."""
+
+    def __init__(self, path: Path) -> None:
+        path.touch()
+        self.path = path
+        self.objects: list[Obj] = []
+        self._fh = path.open("rb")
+        self._partial = b""
+
+    def read(self) -> None:
+        chunk = self._fh.read()
+        if not chunk:
+            return
+        lines = (self._partial + chunk).split(b"\n")
+        self._partial = lines.pop()
+        self.objects.extend(json.loads(line) for line in lines if line)
+
+
+def alert_rule(a: Obj) -> str:
+    """The rule id of an alert (OCSF Detection Finding)."""
+    return str(a.get("finding_info", {}).get("analytic", {}).get("uid"))
+
+
+def alert_techniques(a: Obj) -> list[str]:
+    """ATT&CK technique ids of an alert."""
+    return [t.get("technique", {}).get("uid", "") for t in a.get("finding_info", {}).get("attacks", [])]
+
+
 class AgentHandle:
     """A running agent and the OCSF objects it has written so far."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], out: Path, status: Path, log: Path) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], out: Path, status: Path, log: Path,
+                 alerts: Path | None = None) -> None:
         self.proc = proc
         self.out = out
         self.status_file = status
         self.log = log
-        self.objects: list[Obj] = []
-        self._fh = out.open("rb")
-        self._partial = b""
+        self._events = JsonlTail(out)
+        self.objects = self._events.objects
+        self.alerts_file = alerts
+        self._alerts = JsonlTail(alerts) if alerts is not None else None
 
     def _read(self) -> None:
-        chunk = self._fh.read()
-        if not chunk:
-            return
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            if line:
-                self.objects.append(json.loads(line))
+        self._events.read()
+
+    # -- alerts (OCSF Detection Findings written to --alerts-file) --------------
+
+    @property
+    def alerts(self) -> list[Obj]:
+        assert self._alerts is not None, "this agent was started without --alerts-file"
+        self._alerts.read()
+        return self._alerts.objects
+
+    def alert_mark(self) -> int:
+        """Position after every alert written so far (waits one drain round)."""
+        time.sleep(0.05)
+        return len(self.alerts)
+
+    def find_alerts(self, rule_id: str | None = None, since: int = 0,
+                    pred: Callable[[Obj], bool] | None = None) -> list[Obj]:
+        return [a for a in self.alerts[since:]
+                if (rule_id is None or alert_rule(a) == rule_id) and (pred is None or pred(a))]
+
+    def wait_alert(self, rule_id: str, since: int = 0, pred: Callable[[Obj], bool] | None = None,
+                   timeout: float = 10.0) -> Obj:
+        """The first alert of `rule_id` (and matching `pred`) written after `since`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.find_alerts(rule_id, since, pred)
+            if found:
+                return found[0]
+            if time.monotonic() > deadline:
+                recent = [f"{alert_rule(a)}: {a.get('message', '')[:150]}" for a in self.alerts[since:][-15:]]
+                raise AssertionError(f"no alert {rule_id} within {timeout}s; alerts since mark:\n"
+                                     + "\n".join(recent))
+            if self.proc.poll() is not None:
+                raise AssertionError(f"agent exited with {self.proc.returncode}: {self.log.read_text()[-3000:]}")
+            time.sleep(0.02)
+
+    def assert_no_alert(self, rule_id: str, since: int = 0, pred: Callable[[Obj], bool] | None = None,
+                        settle: float = 1.0) -> None:
+        """No alert of `rule_id` after `since`, waiting `settle` seconds for a late one."""
+        time.sleep(settle)
+        found = self.find_alerts(rule_id, since, pred)
+        assert not found, f"unexpected alert {rule_id}: {found[0].get('message')}"
 
     def mark(self) -> int:
         """Position after everything written so far (wait one drain so it is complete)."""
@@ -142,14 +206,19 @@ def run_helper(binary: str, *args: str) -> dict[str, int]:
     return out
 
 
-def start_agent(tmp: Path, config_text: str | None = None, extra: list[str] | None = None) -> AgentHandle:
+def start_agent(tmp: Path, config_text: str | None = None, extra: list[str] | None = None,
+                alerts: bool = False) -> AgentHandle:
     out = tmp / "events.jsonl"
     out.touch()
     ready = tmp / "ready"
     status = tmp / "status.json"
     log = tmp / "agent.log"
+    alerts_file = tmp / "alerts.jsonl" if alerts else None
     cmd = [sys.executable, "-m", "sentinel_edge.cli", "run", "--format", "json", "--output", str(out),
            "--ready-file", str(ready), "--status-file", str(status)]
+    if alerts_file is not None:
+        alerts_file.touch()
+        cmd += ["--alerts-file", str(alerts_file)]
     if config_text is not None:
         cfg = tmp / "config.yaml"
         cfg.write_text(config_text)
@@ -165,7 +234,7 @@ def start_agent(tmp: Path, config_text: str | None = None, extra: list[str] | No
             proc.kill()
             raise RuntimeError(f"agent not ready after 60 s:\n{log.read_text()[-5000:]}")
         time.sleep(0.05)
-    return AgentHandle(proc, out, status, log)
+    return AgentHandle(proc, out, status, log, alerts_file)
 
 
 def stop_agent(handle: AgentHandle, timeout: float = 30, read_output: bool = True) -> int:
@@ -183,11 +252,11 @@ def stop_agent(handle: AgentHandle, timeout: float = 30, read_output: bool = Tru
 
 @pytest.fixture(scope="session")
 def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHandle]:
-    """One agent on the embedded defaults, shared by every kernel test."""
+    """One agent on the embedded defaults (default rule set, alerts to a file), shared by every kernel test."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     tmp = tmp_path_factory.mktemp("agent")
-    handle = start_agent(tmp)
+    handle = start_agent(tmp, alerts=True)
     try:
         yield handle
     finally:
@@ -202,6 +271,13 @@ def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AgentHandle]:
         bad = [(summary(o), validate(o)[:3]) for o in handle.objects if validate(o)]
         if bad:
             raise AssertionError(f"{len(bad)} of {len(handle.objects)} objects are not valid OCSF: {bad[:5]}")
+        # and so is every alert (OCSF Detection Finding) it raised
+        alerts = handle.alerts
+        bad = [(alert_rule(a), validate(a)[:3]) for a in alerts if validate(a)]
+        if bad:
+            raise AssertionError(f"{len(bad)} of {len(alerts)} alerts are not valid OCSF: {bad[:5]}")
+        if alerts:
+            shutil.copy(handle.alerts_file or "", ARTIFACTS / "alerts.jsonl")
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sentinel_edge.config import AgentConfig
+from sentinel_edge.detection import DetectionStage
 from sentinel_edge.enrich import Enricher
 from sentinel_edge.enrich.host import host_info
 from sentinel_edge.errors import OutputError, SentinelEdgeError, WireError
@@ -64,9 +65,10 @@ class Agent:
     """Loads the sensors and runs the pipeline until stopped."""
 
     def __init__(self, cfg: AgentConfig, sink: Sink, *, obj_path: str | None = None,
-                 status_path: Path | None = None) -> None:
+                 status_path: Path | None = None, detection: DetectionStage | None = None) -> None:
         self.cfg = cfg
         self.sink = sink
+        self.detection = detection
         self.obj_path = obj_path
         self.status_path = status_path or STATUS_DIR / "status.json"
         self.host = host_info()
@@ -118,6 +120,8 @@ class Agent:
         next_stats = time.monotonic() + self.cfg.stats_interval_s
         while not stop.is_set() and not self.output_closed:
             n = self.step()
+            if self.detection is not None:
+                self.detection.tick(boot_ns())
             now = time.monotonic()
             if now >= next_stats:
                 self._sample_stats()
@@ -140,6 +144,11 @@ class Agent:
                 self._health("stop", "SentinelEdge stopped", **self._totals())
                 self._flush()
         finally:
+            if self.detection is not None:
+                try:
+                    self.detection.close()
+                except SentinelEdgeError as exc:
+                    log.error("closing the alert outputs: %s", exc)
             if self.session is not None:
                 self.session.close()
                 self.session = None
@@ -213,9 +222,12 @@ class Agent:
 
     def _process(self, events: list[Event]) -> None:
         by_kind = self.counters.by_kind
+        detect = self.detection.process if self.detection is not None else None
         for i, ev in enumerate(events, 1):
             self.enricher.enrich(ev)
             self._write(ev)
+            if detect is not None:
+                detect(ev)
             by_kind[ev.kind] = by_kind.get(ev.kind, 0) + 1
             if i % FLUSH_EVERY == 0:
                 self._flush()
@@ -296,6 +308,7 @@ class Agent:
             "notes": self.report.notes if self.report else [],
             "by_kind": dict(self.counters.by_kind),
             "processes_tracked": len(self.enricher),
+            "detection": self.detection.status() if self.detection is not None else None,
             **self._totals(),
         }
 

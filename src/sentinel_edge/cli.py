@@ -12,7 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from sentinel_edge import __version__, config
+from sentinel_edge.detection import DetectionStage, RuleSource
 from sentinel_edge.errors import SentinelEdgeError
+from sentinel_edge.rules.cli import add_rules_parser
 
 log = logging.getLogger("sentinel_edge")
 
@@ -27,18 +29,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg.output.path = args.output
     if args.format is not None:
         cfg.output.format = args.format
+    cfg.rules.paths += args.rules or []
+    cfg.rules.sigma += args.sigma or []
+    if args.no_default_rules:
+        cfg.rules.default = False
+    if args.record_all:
+        cfg.rules.record_all = True
+    if args.alerts_file is not None:
+        cfg.alerts.file = args.alerts_file
     config.validate(cfg, args.config or "defaults")
     probes.require_root()
+    detection = _detection(cfg)
     sink = Sink(cfg.output.path, cfg.output.format)
-    agent = Agent(cfg, sink, status_path=Path(args.status_file) if args.status_file else None)
+    agent = Agent(cfg, sink, status_path=Path(args.status_file) if args.status_file else None,
+                  detection=detection)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
         log.info("received %s, stopping", signal.Signals(signum).name)
         stop.set()
 
+    def on_hup(_signum: int, _frame: Any) -> None:
+        detection.request_reload()
+
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_hup)
     try:
         report = agent.start()
         attached = len(report.attached())
@@ -50,6 +66,30 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         agent.close()
     return 0
+
+
+def _detection(cfg: config.AgentConfig) -> DetectionStage:
+    """Load and compile the rules (any error is fatal at start), open the alert outputs, narrow the sensors."""
+    from sentinel_edge.alerts import AlertOutput
+    from sentinel_edge.enrich.host import host_info
+
+    source = RuleSource(cfg.rules.paths, cfg.rules.sigma, default=cfg.rules.default)
+    loaded = source.load_checked()
+    for file, reason in loaded.skipped:
+        log.warning("Sigma rule %s not loaded: %s", file, reason)
+    by_source: dict[str, int] = {}
+    for r in loaded.rules:
+        by_source[r.meta.source] = by_source.get(r.meta.source, 0) + 1
+    log.info("%d rules loaded (%s)", len(loaded.rules),
+             ", ".join(f"{n} {src}" for src, n in sorted(by_source.items())) or "none")
+    detection = DetectionStage(source, loaded, AlertOutput(cfg.alerts, host_info()), watch=cfg.rules.watch)
+    if loaded.rules and not cfg.rules.record_all:
+        needed = detection.engine.sensors_needed()
+        for name in ("file", "net", "priv", "mem"):
+            if getattr(cfg.sensors, name) and name not in needed:
+                setattr(cfg.sensors, name, False)
+                log.info("sensor %s off: no loaded rule needs it (rules.record_all: true keeps it)", name)
+    return detection
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
@@ -104,12 +144,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-f", "--format", choices=["json", "text"], help="json: OCSF JSON lines; text: one line per event")
     run.add_argument("--status-file", help=argparse.SUPPRESS)
     run.add_argument("--ready-file", help="write this file once every program is attached")
+    run.add_argument("--rules", action="append", metavar="PATH",
+                     help="rule file or directory (repeatable; added to rules.paths)")
+    run.add_argument("--sigma", action="append", metavar="PATH",
+                     help="Sigma rule file or directory (repeatable; added to rules.sigma)")
+    run.add_argument("--no-default-rules", action="store_true", help="do not load the shipped rule set")
+    run.add_argument("--record-all", action="store_true",
+                     help="attach every sensor, also those no loaded rule needs")
+    run.add_argument("--alerts-file", metavar="PATH",
+                     help="append alerts (OCSF Detection Findings, JSON lines) to PATH, flushed per alert")
     run.set_defaults(fn=_cmd_run)
 
     st = sub.add_parser("status", help="show the running agent's programs and loss counters")
     st.add_argument("--json", action="store_true")
     st.add_argument("--status-file", help=argparse.SUPPRESS)
     st.set_defaults(fn=_cmd_status)
+
+    add_rules_parser(sub)
 
     pr = sub.add_parser("probe", help="check what this kernel offers")
     pr.add_argument("--no-mount", action="store_true", help="do not mount tracefs when it is missing")

@@ -13,6 +13,7 @@ from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
 
+from sentinel_edge.alerts.config import AlertsConfig, alerts_config_from_dict, validate_alerts
 from sentinel_edge.errors import ConfigError
 
 
@@ -76,6 +77,15 @@ class OutputConfig:
 
 
 @dataclass(slots=True)
+class RulesConfig:
+    default: bool = True  # load the rule set shipped in the package
+    paths: list[str] = field(default_factory=list)  # more native rule files or directories
+    sigma: list[str] = field(default_factory=list)  # Sigma rule files or directories
+    record_all: bool = False  # attach every sensor, also those no loaded rule needs
+    watch: bool = True  # reload when a rule file changes (SIGHUP always reloads)
+
+
+@dataclass(slots=True)
 class AgentConfig:
     sensors: SensorsConfig = field(default_factory=SensorsConfig)
     file: FileConfig = field(default_factory=FileConfig)
@@ -84,6 +94,8 @@ class AgentConfig:
     rings: RingsConfig = field(default_factory=RingsConfig)
     enrich: EnrichConfig = field(default_factory=EnrichConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    rules: RulesConfig = field(default_factory=RulesConfig)
+    alerts: AlertsConfig = field(default_factory=AlertsConfig)  # validated by alerts.config
     drain_interval_ms: int = 10  # how often the rings are drained when idle
     stats_interval_s: float = 1.0  # how often loss counters are read
     queue_max: int = 200_000  # decoded events held in user space before drops are counted
@@ -186,6 +198,7 @@ def validate(cfg: AgentConfig, where: str = "config") -> AgentConfig:
         raise bad("drain_interval_ms", cfg.drain_interval_ms, "must be between 1 and 1000")
     if cfg.queue_max < 1000:
         raise bad("queue_max", cfg.queue_max, "must be >= 1000")
+    validate_alerts(cfg.alerts, where)
     return cfg
 
 
@@ -206,5 +219,7 @@ def load(path: str | Path | None) -> AgentConfig:
     if data is None:
         data = {}
     nodes = _node_index(root) if root is not None else {}
+    alerts = data.pop("alerts", None) if isinstance(data, dict) else None
     cfg = _build(AgentConfig, data, "", str(p), nodes)
+    cfg.alerts = alerts_config_from_dict(alerts, str(p), nodes=nodes)
     return validate(cfg, str(p))
