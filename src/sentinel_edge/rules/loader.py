@@ -11,6 +11,7 @@ known).
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -396,7 +397,9 @@ def _field_name(src: _Src, node: yaml.Node, what: str, allow_tree: bool = False)
     if allow_tree and name == "proc.tree":
         return name
     if name not in fieldtab.FIELDS:
-        hint = fieldtab.suggest(name)
+        hits = difflib.get_close_matches(name, [*fieldtab.FIELDS, *(["proc.tree"] if allow_tree else [])],
+                                         n=1, cutoff=0.75)
+        hint = hits[0] if hits else None
         extra = " or proc.tree" if allow_tree else ""
         src.err(f"{what}: unknown field '{name}'" + (f" (did you mean '{hint}'?)" if hint else "")
                 + (f"; expected a field{extra}" if not hint else ""), node)
@@ -658,13 +661,14 @@ def _same(src: _Src, node: yaml.Node, earlier: dict[str, int], owner: str,
             continue
         sname, _, fname = ref.partition(".")
         if sname not in earlier:
-            src.err(f"same of step '{step}': '{ref}' must name an earlier step and a field (write.file.path)", v)
+            src.err(f"same of step '{step}' of {owner}: '{ref}' must name an earlier step and a field "
+                    "(write.file.path)", v)
             ok = False
             continue
         if fname not in fieldtab.FIELDS:
             hint = fieldtab.suggest(fname)
-            src.err(f"same of step '{step}': unknown field '{fname}'" + (f" (did you mean '{hint}'?)" if hint else ""),
-                    v)
+            src.err(f"same of step '{step}' of {owner}: unknown field '{fname}'"
+                    + (f" (did you mean '{hint}'?)" if hint else ""), v)
             ok = False
             continue
         out.append((compile_getter(Field(here)), earlier[sname], fname))
