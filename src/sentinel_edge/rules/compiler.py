@@ -67,6 +67,7 @@ class CompiledRule:
     kinds: frozenset[str] | None
     render: Callable[[Event], str]
     correlator: Correlator | None = None
+    node: Node | None = None  # the whole condition, for the engine's key index (None: not indexable)
 
 
 # ---------------------------------------------------------------- types

@@ -478,7 +478,7 @@ def _compile_rule(raw: _RawRule, names: Names, max_keys: int) -> tuple[CompiledR
         return None, enabled
     kinds = kinds_of(full)
     if rtype == "match":
-        return CompiledRule(meta, match, kinds, render), enabled
+        return CompiledRule(meta, match, kinds, render, node=full), enabled
     by = _field_name(src, keys["by"][1], f"by of {owner}", allow_tree=True) if "by" in keys else None
     within = _within(src, get("within"), owner)
     count = _count(src, get("count"), owner)
@@ -486,7 +486,7 @@ def _compile_rule(raw: _RawRule, names: Names, max_keys: int) -> tuple[CompiledR
     if by is None or within is None or count is None or ("distinct" in keys and distinct is None):
         return None, enabled
     corr = ThresholdCorrelator(meta, match, by, count, within, render, distinct=distinct, max_keys=max_keys)
-    return CompiledRule(meta, match, kinds, render, corr), enabled
+    return CompiledRule(meta, match, kinds, render, corr, node=full), enabled
 
 
 def _text(src: _Src, node: yaml.Node | None, what: str) -> str | None:

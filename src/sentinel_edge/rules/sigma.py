@@ -712,7 +712,7 @@ def _convert(rule: SigmaRule, file: str, line: int) -> CompiledRule:
         line=line,
     )
     render = compile_template(output, file, line)
-    return CompiledRule(meta, match, kinds, render)
+    return CompiledRule(meta, match, kinds, render, node=node)
 
 
 def _sigma_reason(exc: SigmaError) -> str:
