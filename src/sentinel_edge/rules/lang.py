@@ -440,6 +440,8 @@ class _Builder:
             return self.macro(t.children[0])
         left = self.operand(t.children[0])
         if kind == "exists":
+            if left is None:
+                return Const(True)
             if isinstance(left, Call):
                 return self.fail("'exists' applies to a field, not a function", left.pos)
             assert isinstance(left, Field)
