@@ -9,6 +9,12 @@ page offset; records are 8-byte aligned.
 Draining copies every ready record in one pass and publishes the consumer
 position once per batch with a single native 64-bit store (a byte-wise store
 lets the kernel read a torn position: shared/KERNEL.md).
+
+Two ways out: :meth:`RingReader.drain` appends one ``bytes`` per record (the
+simple API), :meth:`RingReader.drain_batch` walks the record headers only and
+copies the whole run of ready records with one ``bytes()`` of the double-mapped
+data area, returning a :class:`RawBatch` (one buffer + record offsets and
+lengths) for the batch decoders in :mod:`sentinel_edge.wire`.
 """
 
 from __future__ import annotations
@@ -16,12 +22,44 @@ from __future__ import annotations
 import ctypes
 import mmap
 import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
 
 from sentinel_edge.errors import LoaderError
 
 _BUSY = 1 << 31
 _DISCARD = 1 << 30
 _HDR = struct.Struct("<I")
+_LEN_MASK = ~(_BUSY | _DISCARD) & 0xFFFFFFFF
+
+
+_EMPTY = np.zeros(0, dtype=np.int64)
+# after this many records of the same header in a row, try to take the rest of the run at once
+_RUN_PROBE = 4
+_RUN_WORTH = 64  # a shorter run did not pay for the numpy probe
+
+
+@dataclass(slots=True)
+class RawBatch:
+    """A run of ring records copied out in one piece.
+
+    Record ``i`` is ``buf[starts[i] : starts[i] + lengths[i]]`` (8-byte
+    aligned, in ring order); discarded records are already skipped.
+    """
+
+    buf: bytes = b""
+    starts: npt.NDArray[np.int64] = field(default_factory=lambda: _EMPTY)
+    lengths: npt.NDArray[np.int64] = field(default_factory=lambda: _EMPTY)
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def records(self) -> list[bytes]:
+        """Every record as its own bytes (what :meth:`RingReader.drain` gives)."""
+        buf = self.buf
+        return [buf[s : s + n] for s, n in zip(self.starts.tolist(), self.lengths.tolist(), strict=True)]
 
 
 class RingReader:
@@ -41,6 +79,7 @@ class RingReader:
         self._prod_view = memoryview(self._prod)
         self._prod_pos = self._prod_view[:8].cast("Q")
         self._data = self._prod_view[page:]
+        self._words = self._data.cast("I")  # record headers are 8-byte aligned u32s
         self.records = 0
         self.bytes = 0
 
@@ -71,8 +110,83 @@ class RingReader:
         self.records += n
         return n
 
+    def drain_batch(self, limit: int = 1 << 30, max_bytes: int | None = None) -> RawBatch:
+        """Take up to `limit` ready records (at most about `max_bytes` of ring) as one RawBatch.
+
+        Only the record headers are visited in Python, and a run of records
+        with the same header (fixed-size events) is taken in one numpy step;
+        the records are copied with a single slice of the double-mapped data
+        area (a run of ready records never wraps there), then the consumer
+        position is published once.
+        """
+        cons = self._cons_pos.value
+        avail = self._prod_pos[0] - cons
+        if avail <= 0 or limit <= 0:
+            return RawBatch()
+        if max_bytes is not None and max_bytes < avail:
+            avail = max(max_bytes, 8)
+        base = cons & self.mask
+        # header words of the ready area, indexed in u32 units from base (base and avail are 8-aligned)
+        words = self._words[base >> 2 : (base + avail + 3) >> 2]
+        heads: list[int] = []  # header positions in u32 units, discarded records included
+        runs: list[npt.NDArray[np.int64]] = []  # header positions taken in vectorized runs
+        add = heads.append
+        end = len(words)
+        i = 0
+        n = 0
+        last = -1
+        same = 0
+        probe = _RUN_PROBE  # raised after a probe that found a short run (variable-size records)
+        while i < end and n < limit:
+            hdr = words[i]
+            if hdr & _BUSY:
+                break
+            add(i)
+            n += 1
+            step = ((hdr & _LEN_MASK) + 15) >> 3 << 1  # record with its header, 8-aligned, in u32 units
+            i += step
+            if hdr != last:
+                last = hdr
+                same = 1
+                continue
+            same += 1
+            if same == probe:
+                # fixed-size records: compare the headers of the rest of the run at once
+                m = min((end - i + step - 1) // step, limit - n)
+                if m > 0:
+                    eq = np.asarray(words[i : i + (m - 1) * step + 1 : step]) == hdr
+                    k = m if bool(eq.all()) else int(np.argmin(eq))
+                    if k:
+                        runs.append(np.asarray(heads, dtype=np.int64))
+                        heads.clear()
+                        runs.append(i + step * np.arange(k, dtype=np.int64))
+                        i += k * step
+                        n += k
+                    probe = _RUN_PROBE if k >= _RUN_WORTH else min(probe * 4, 1 << 20)
+                same = 0
+        words.release()
+        rel = i << 2
+        if rel == 0:
+            return RawBatch()
+        buf = bytes(self._data[base : base + rel])
+        self._cons_pos.value = cons + rel
+        if runs:
+            runs.append(np.asarray(heads, dtype=np.int64))
+            pos = np.concatenate(runs) << 2
+        else:
+            pos = np.asarray(heads, dtype=np.int64) << 2
+        hdrs = np.frombuffer(buf, np.uint32)[pos >> 2].astype(np.int64)
+        keep = (hdrs & _DISCARD) == 0
+        if not keep.all():
+            pos = pos[keep]
+            hdrs = hdrs[keep]
+        self.records += len(pos)
+        self.bytes += rel
+        return RawBatch(buf, pos + 8, hdrs & _LEN_MASK)
+
     def close(self) -> None:
         del self._cons_pos
+        self._words.release()
         self._prod_pos.release()
         self._data.release()
         self._prod_view.release()

@@ -9,6 +9,7 @@ the decoder cannot drift from the C header.
 
 from __future__ import annotations
 
+import re
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,12 +24,17 @@ from sentinel_edge.loader.btf import (
     KIND_STRUCT,
     Btf,
 )
+from sentinel_edge.loader.ringbuf import RawBatch
 from sentinel_edge.model import Event
 
 _INT_FMT = {(1, False): "B", (1, True): "b", (2, False): "H", (2, True): "h",
             (4, False): "I", (4, True): "i", (8, False): "Q", (8, True): "q"}
 
 DecodeFn = Callable[[bytes], Event]
+# decode_at(buf, start, length): the record buf[start:start + length] of a batch
+DecodeAtFn = Callable[[bytes, int, int], Event]
+
+_STR = re.compile(r"STR\((\d+),(\d+)\)")
 
 
 @dataclass(slots=True)
@@ -94,7 +100,7 @@ class _Gen:
             if t.name == "se_str":
                 a = self._take("H", 2)
                 b = self._take("H", 2)
-                return f"buf[t[{a}]:t[{a}] + t[{b}]]"
+                return f"STR({a},{b})"  # filled in by _build for each generated function
             parts = []
             for m_name, m_type, m_bits in t.members:
                 expr = self.member(m_name, m_type, off + m_bits // 8)
@@ -105,7 +111,7 @@ class _Gen:
         raise WireError(f"unsupported member {name} of BTF kind {t.kind}")
 
 
-def _build(btf: Btf, type_id: int, kind: str, struct_name: str) -> tuple[EventLayout, DecodeFn]:
+def _build(btf: Btf, type_id: int, kind: str, struct_name: str) -> tuple[EventLayout, DecodeFn, DecodeAtFn]:
     st = btf.struct(struct_name)
     names = [m[0] for m in st.members]
     if names[:2] != ["hdr", "proc"]:
@@ -122,17 +128,24 @@ def _build(btf: Btf, type_id: int, kind: str, struct_name: str) -> tuple[EventLa
     if s.size != st.size_or_type:
         raise WireError(f"decoder for {struct_name} covers {s.size} bytes, BTF says {st.size_or_type}")
     data_items = ", ".join(f"{k!r}: {v}" for k, v in exprs.items() if k not in ("hdr", "proc"))
-    src = (
-        "def decode(buf):\n"
-        "    t = unpack_from(buf)\n"
+    body = (
         "    h = " + exprs["hdr"] + "\n"
         f"    return Event({kind!r}, {type_id}, h['ts_ns'], h['cpu'], " + exprs["proc"] + ", {" + data_items + "})\n"
+    )
+    # se_str {off, len} is relative to the record: the whole buffer (decode) or the record
+    # at s of length n in a batch buffer (decode_at), clamped to the record as slicing does
+    one = _STR.sub(lambda m: f"buf[t[{m[1]}]:t[{m[1]}] + t[{m[2]}]]", body)
+    at = _STR.sub(lambda m: f"rec[t[{m[1]}]:t[{m[1]}] + t[{m[2]}]]", body)
+    cut = "    rec = buf[s:s + n]\n" if one != body else ""  # one copy of the record, only when it has strings
+    src = (
+        "def decode(buf):\n    t = unpack_from(buf)\n" + one
+        + "def decode_at(buf, s, n):\n    t = unpack_from(buf, s)\n" + cut + at
     )
     ns: dict[str, Any] = {"unpack_from": s.unpack_from, "Event": Event}
     exec(compile(src, f"<decoder {struct_name}>", "exec"), ns)  # generated from BTF
     layout = EventLayout(type_id, kind, struct_name, st.size_or_type, fmt,
                          [k for k in exprs if k not in ("hdr", "proc")])
-    return layout, ns["decode"]
+    return layout, ns["decode"], ns["decode_at"]
 
 
 class Decoder:
@@ -142,6 +155,7 @@ class Decoder:
         self.btf = btf
         self.layouts: dict[int, EventLayout] = {}
         self._decoders: dict[int, DecodeFn] = {}
+        self._decoders_at: dict[int, DecodeAtFn] = {}
         self._min_size: dict[int, int] = {}
         self.errors = 0
         for name, value in btf.enum("se_event_type").items():
@@ -149,9 +163,10 @@ class Decoder:
             struct_name = "se_" + kind
             if (KIND_STRUCT, struct_name) not in btf.by_name:
                 continue  # e.g. SE_EV_LOSS: made by user space
-            layout, fn = _build(btf, value, kind, struct_name)
+            layout, fn, fn_at = _build(btf, value, kind, struct_name)
             self.layouts[value] = layout
             self._decoders[value] = fn
+            self._decoders_at[value] = fn_at
             self._min_size[value] = layout.size
 
     @classmethod
@@ -171,3 +186,31 @@ class Decoder:
                 f"{self.layouts[type_id].struct_name} record of {len(buf)} bytes, needs {self._min_size[type_id]}"
             )
         return fn(buf)
+
+    def decode_batch(self, raw: RawBatch, errors: list[str] | None = None) -> list[Event]:
+        """Decode every record of a drained batch, in ring order.
+
+        Gives exactly what :meth:`decode` gives for each record, without a
+        ``bytes`` object per record. A record that breaks the contract is
+        skipped, counted in ``self.errors`` and described in `errors` (when given)
+        with the same message :meth:`decode` would raise.
+        """
+        buf = raw.buf
+        fns = self._decoders_at
+        sizes = self._min_size
+        out: list[Event] = []
+        add = out.append
+        for s, n in zip(raw.starts.tolist(), raw.lengths.tolist(), strict=True):
+            if n >= 16:
+                type_id = buf[s] | (buf[s + 1] << 8)
+                fn = fns.get(type_id)
+                if fn is not None and n >= sizes[type_id]:
+                    add(fn(buf, s, n))
+                    continue
+            self.errors += 1
+            if errors is not None:
+                try:
+                    self.decode(buf[s : s + n])
+                except WireError as exc:
+                    errors.append(str(exc))
+        return out
