@@ -20,10 +20,12 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sentinel_edge.errors import RuleError
 from sentinel_edge.model import Event
 from sentinel_edge.rules.compiler import CompiledRule
+from sentinel_edge.rules.index import Bucket, choose_keys, key_options, rule_ops
 from sentinel_edge.rules.model import Alert
 
 log = logging.getLogger(__name__)
@@ -109,12 +111,19 @@ class Engine:
     """Runs a fixed set of compiled rules over events (swap the whole Engine to change rules)."""
 
     def __init__(self, rules: list[CompiledRule]) -> None:
-        self.rules = [r for r in rules]
+        self.rules = list(rules)
         self.stats: dict[str, RuleStats] = {r.meta.id: RuleStats() for r in self.rules}
         self._by_kind: dict[str, tuple[CompiledRule, ...]] = {}
         for kind in ALL_KINDS:
             self._by_kind[kind] = tuple(r for r in self.rules if r.kinds is None or kind in r.kinds)
         self._stateful = tuple(r for r in self.rules if r.correlator is not None)
+        self._ops = {r.meta.id: rule_ops(r.node) for r in self.rules}
+        self._keys = choose_keys({r.meta.id: key_options(r.node) for r in self.rules})
+        self._buckets: dict[tuple[str, str | None], Bucket] = {}
+        self._raw_buckets: dict[tuple[str, Any], Bucket] = {}
+        from sentinel_edge.rules.fields import FIELDS
+
+        self._op_of = FIELDS["event.op"].get
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -129,19 +138,50 @@ class Engine:
         """Sensors whose events some rule can match (the process sensor is always needed)."""
         return {"process"} | {KIND_SENSOR[k] for k in self.kinds_needed() if k in KIND_SENSOR}
 
+    def bucket(self, ev: Event) -> Bucket:
+        """The compiled rules an event of this kind and op can meet (built on first use).
+
+        Buckets are found by the raw op number (``op``, or ``cmd`` for bpf events): one dict
+        lookup; the op name is only computed the first time a number is seen.
+        """
+        d = ev.data
+        raw = (ev.kind, d.get("op", d.get("cmd")))
+        b = self._raw_buckets.get(raw)
+        if b is None:
+            kind = ev.kind
+            op = self._op_of(ev)
+            b = self._buckets.get((kind, op))
+            if b is None:
+                rules = [r for r in self._by_kind.get(kind, ()) if (ops := self._ops[r.meta.id]) is None
+                         or (op is not None and op in ops)]
+                b = self._buckets[(kind, op)] = Bucket(rules, self._keys)
+            self._raw_buckets[raw] = b
+        return b
+
+    def candidates(self, ev: Event) -> list[CompiledRule]:
+        """The rules an event is evaluated against (a superset of those that match)."""
+        b = self.bucket(ev)
+        return [b.rules[i] for i in b.candidates(ev)]
+
     def evaluate(self, ev: Event) -> list[Alert]:
-        rules = self._by_kind.get(ev.kind)
-        if not rules:
+        b = self.bucket(ev)
+        slots = b.candidates(ev)
+        if not slots:
             return []
         out: list[Alert] = []
-        for r in rules:
+        memo = b.new_memo()
+        rules = b.rules
+        matchers = b.matchers
+        for i in slots:
+            r = rules[i]
             try:
                 if r.correlator is not None:
-                    fired = r.correlator.feed(ev)
-                    if fired:
-                        self.stats[r.meta.id].matches += len(fired)
-                        out.extend(fired)
-                elif r.match(ev):
+                    if r.node is None or matchers[i](ev, memo):
+                        fired = r.correlator.feed(ev)
+                        if fired:
+                            self.stats[r.meta.id].matches += len(fired)
+                            out.extend(fired)
+                elif matchers[i](ev, memo):
                     self.stats[r.meta.id].matches += 1
                     out.append(Alert(r.meta, [ev], r.render(ev) or r.meta.title, time.time_ns()))
             except Exception as exc:  # a broken rule must not stop the others
@@ -158,6 +198,11 @@ class Engine:
             assert r.correlator is not None
             r.correlator.expire(now_ns)
 
+    def index_summary(self) -> dict[str, int]:
+        keyed = sum(1 for k in self._keys.values() if k)
+        by_op = sum(1 for o in self._ops.values() if o is not None)
+        return {"rules": len(self.rules), "keyed": keyed, "op_indexed": by_op}
+
     def summary(self) -> dict[str, object]:
         by_source: dict[str, int] = {}
         for r in self.rules:
@@ -165,6 +210,7 @@ class Engine:
         return {
             "rules": len(self.rules),
             "by_source": by_source,
+            "index": self.index_summary(),
             "matches": sum(s.matches for s in self.stats.values()),
             "rule_errors": {k: s.errors for k, s in self.stats.items() if s.errors},
         }

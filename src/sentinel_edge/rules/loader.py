@@ -23,7 +23,7 @@ import yaml
 from sentinel_edge.errors import RuleError
 from sentinel_edge.model import Event
 from sentinel_edge.rules import fields as fieldtab
-from sentinel_edge.rules.ast import And, Field, Node, Not, Pos
+from sentinel_edge.rules.ast import And, Field, Node, Not, Or, Pos
 from sentinel_edge.rules.compiler import (
     CompiledRule,
     Predicate,
@@ -643,7 +643,8 @@ def _sequence(src: _Src, raw: _RawRule, names: Names, meta: RuleMeta, render: Ca
         return any(p(e) for p in preds)
 
     corr = SequenceCorrelator(meta, steps, by, within, render, max_keys=max_keys)
-    return CompiledRule(meta, any_step, kinds, render, corr)
+    # an event that matches no step changes nothing: the union of the steps is the rule's index condition
+    return CompiledRule(meta, any_step, kinds, render, corr, node=Or(tuple(conds)))
 
 
 def _same(src: _Src, node: yaml.Node, earlier: dict[str, int], owner: str,
