@@ -223,9 +223,11 @@ class Agent:
     def _process(self, events: list[Event]) -> None:
         by_kind = self.counters.by_kind
         detect = self.detection.process if self.detection is not None else None
+        write_events = self.cfg.output.events
         for i, ev in enumerate(events, 1):
             self.enricher.enrich(ev)
-            self._write(ev)
+            if write_events:
+                self._write(ev)
             if detect is not None:
                 detect(ev)
             by_kind[ev.kind] = by_kind.get(ev.kind, 0) + 1

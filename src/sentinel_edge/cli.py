@@ -31,6 +31,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg.output.format = args.format
     cfg.rules.paths += args.rules or []
     cfg.rules.sigma += args.sigma or []
+    if args.no_events:
+        cfg.output.events = False
     if args.no_default_rules:
         cfg.rules.default = False
     if args.record_all:
@@ -149,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--sigma", action="append", metavar="PATH",
                      help="Sigma rule file or directory (repeatable; added to rules.sigma)")
     run.add_argument("--no-default-rules", action="store_true", help="do not load the shipped rule set")
+    run.add_argument("--no-events", action="store_true",
+                     help="do not write every event (output.events: false): alerts and health only")
     run.add_argument("--record-all", action="store_true",
                      help="attach every sensor, also those no loaded rule needs")
     run.add_argument("--alerts-file", metavar="PATH",

@@ -74,6 +74,7 @@ class EnrichConfig:
 class OutputConfig:
     format: str = "json"  # json (OCSF, one object a line) or text
     path: str | None = None  # None: stdout
+    events: bool = True  # write every event; false: only health objects (alerts go to the alert outputs)
 
 
 @dataclass(slots=True)

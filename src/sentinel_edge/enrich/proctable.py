@@ -266,11 +266,12 @@ def read_proc(pid: int, proc_root: str = "/proc") -> ProcSnapshot | None:
 class _Image:
     """One image of a process: its ProcessInfo (replaced, never mutated) and its parent image."""
 
-    __slots__ = ("info", "parent")
+    __slots__ = ("ancestry", "info", "parent")
 
     def __init__(self, info: ProcessInfo, parent: _Image | None) -> None:
         self.info = info
         self.parent = parent
+        self.ancestry: list[ProcessInfo] | None = None  # the last ancestry_of() list, see there
 
 
 class _Proc:
@@ -392,13 +393,33 @@ class ProcessTable:
         return [] if r is None else self.ancestry_of(r.image)
 
     def ancestry_of(self, image: _Image) -> list[ProcessInfo]:
+        """Parent first, up to ancestry_depth images. Callers must not mutate the list.
+
+        The same list object is returned for every event of an image while no
+        ancestor's info was replaced (checked by identity along the chain), so
+        what rule fields derive from it can be cached per list.
+        """
+        cached = image.ancestry
+        n = self.ancestry_depth
+        if cached is not None:
+            p = image.parent
+            i = 0
+            size = len(cached)
+            while p is not None and i < n:
+                if i >= size or cached[i] is not p.info:
+                    break
+                p = p.parent
+                i += 1
+            else:
+                if i == size:
+                    return cached
         out: list[ProcessInfo] = []
         p = image.parent
-        n = self.ancestry_depth
         while p is not None and n > 0:
             out.append(p.info)
             p = p.parent
             n -= 1
+        image.ancestry = out
         return out
 
     # ---- building entries ------------------------------------------------

@@ -396,14 +396,26 @@ def _check_op_types(op: str, t: str, left: Operand, pos: Pos) -> None:
 def _lift(get: Getter, test: Callable[[Any], bool], t: str) -> Predicate:
     """Apply ``test`` to the operand's value: false when absent, any element for a list."""
     if is_list_type(t):
+        # list values handed out repeatedly as the same object (ancestry fields, args) are
+        # tested once per object; the reference kept in the cache stops the id being reused
+        cache: dict[int, tuple[list[Any], bool]] = {}
+
         def any_elem(e: Event) -> bool:
             v = get(e)
             if v is None:
                 return False
+            hit = cache.get(id(v))
+            if hit is not None and hit[0] is v:
+                return hit[1]
+            r = False
             for x in v:
                 if x is not None and test(x):
-                    return True
-            return False
+                    r = True
+                    break
+            if len(cache) >= LIST_CACHE_MAX:
+                cache.clear()
+            cache[id(v)] = (v, r)
+            return r
 
         return any_elem
     if t == "any":
@@ -484,6 +496,8 @@ def _cost(n: Node) -> int:
 
 
 MAX_DEPTH = 200
+# list values whose test results are remembered per compiled test
+LIST_CACHE_MAX = 4096
 
 
 def compile_condition(node: Node) -> Predicate:

@@ -123,7 +123,9 @@ class Correlator:
         self.evicted = 0          # keys dropped because the table was full
         self.expired = 0          # keys dropped because their window passed
 
-    def feed(self, event: Event) -> list[Alert]:
+    def feed(self, event: Event, hits: list[int] | None = None) -> list[Alert]:
+        """Take one event; ``hits``: the indexes of the steps (sequence) or [0] (threshold) the
+        caller already found the event matches, to spare testing them again (None: test here)."""
         raise NotImplementedError
 
     def expire(self, now_ns: int) -> None:
@@ -199,8 +201,9 @@ class SequenceCorrelator(Correlator):
                 return False
         return True
 
-    def feed(self, event: Event) -> list[Alert]:
-        hits = [i for i, st in enumerate(self.steps) if st.match(event)]
+    def feed(self, event: Event, hits: list[int] | None = None) -> list[Alert]:
+        if hits is None:
+            hits = [i for i, st in enumerate(self.steps) if st.match(event)]
         if not hits:
             return []
         key = self.key(event)
@@ -297,8 +300,8 @@ class ThresholdCorrelator(Correlator):
     def __len__(self) -> int:
         return len(self._keys)
 
-    def feed(self, event: Event) -> list[Alert]:
-        if not self.match(event):
+    def feed(self, event: Event, hits: list[int] | None = None) -> list[Alert]:
+        if not (self.match(event) if hits is None else hits):
             return []
         key = self.key(event)
         if key is None:

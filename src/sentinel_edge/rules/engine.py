@@ -172,15 +172,22 @@ class Engine:
         memo = b.new_memo()
         rules = b.rules
         matchers = b.matchers
+        step_matchers = b.step_matchers
         for i in slots:
             r = rules[i]
             try:
                 if r.correlator is not None:
-                    if r.node is None or matchers[i](ev, memo):
+                    steps = step_matchers[i]
+                    if steps is not None:
+                        hits = [j for j, sm in enumerate(steps) if sm(ev, memo)]
+                        fired = r.correlator.feed(ev, hits) if hits else None
+                    elif r.node is None:
                         fired = r.correlator.feed(ev)
-                        if fired:
-                            self.stats[r.meta.id].matches += len(fired)
-                            out.extend(fired)
+                    else:
+                        fired = r.correlator.feed(ev, [0]) if matchers[i](ev, memo) else None
+                    if fired:
+                        self.stats[r.meta.id].matches += len(fired)
+                        out.extend(fired)
                 elif matchers[i](ev, memo):
                     self.stats[r.meta.id].matches += 1
                     out.append(Alert(r.meta, [ev], r.render(ev) or r.meta.title, time.time_ns()))

@@ -35,7 +35,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sentinel_edge.enrich import PTRACE_TARGET_KEY  # set by the Enricher
-from sentinel_edge.enrich.paths import resolve as _resolve_path
 from sentinel_edge.model import (
     KIND_BPF,
     KIND_COMM,
@@ -422,14 +421,26 @@ def _ancestor(e: Event, n: int) -> ProcessInfo | None:
 
 
 def _ancestry(fn: Callable[[ProcessInfo], Any]) -> tuple[Callable[[Event], Any], Callable[[Event, int], Any]]:
+    # the enricher hands out the same ancestry list for every event of an image while it is
+    # unchanged: the derived list is cached per list object (and is then the same object too,
+    # which lets the compiler cache tests of it)
+    cache: dict[int, tuple[list[ProcessInfo], list[Any]]] = {}
+
     def get(e: Event) -> list[Any] | None:
-        if not e.ancestry:
+        anc = e.ancestry
+        if not anc:
             return None
+        hit = cache.get(id(anc))
+        if hit is not None and hit[0] is anc:
+            return hit[1]
         out = []
-        for a in e.ancestry:
+        for a in anc:
             v = fn(a)
             if v is not None:
                 out.append(v)
+        if len(cache) >= _CACHE_MAX:
+            cache.clear()
+        cache[id(anc)] = (anc, out)  # the reference keeps the id from being reused
         return out
 
     def get_index(e: Event, n: int) -> Any:
@@ -523,12 +534,7 @@ def _file_path(e: Event) -> str | None:
     d = e.data
     p: str | None = d.get(FILE_PATH_KEY)
     if p is None:
-        flags = d.get("flags", 0)
-        raw = ocsf_file._abs_path(
-            d.get("resolved") or b"", d.get("base") or b"", d.get("path") or b"",
-            follow=bool(flags & ocsf_file.FILE_FOLLOW), trunc=bool(flags & ocsf_file.FILE_PATH_TRUNC),
-        )
-        p = _text(raw) or ""
+        p = _text(ocsf_file.event_abs_path(d)) or ""
         d[FILE_PATH_KEY] = p
     return p or None
 
@@ -544,7 +550,7 @@ def _file_new_path(e: Event) -> str | None:
         return None
     p: str | None = d.get(FILE_NEW_PATH_KEY)
     if p is None:
-        p = _text(_resolve_path(d.get("base2") or b"", d.get("path2") or b"", follow=False)) or ""
+        p = _text(ocsf_file.event_abs_path2(d)) or ""
         d[FILE_NEW_PATH_KEY] = p
     return p or None
 

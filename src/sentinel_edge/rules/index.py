@@ -442,6 +442,9 @@ class Bucket:
         self._atoms: dict[Any, int] = {}
         self._atom_fns: list[Callable[[Event], bool]] = []
         self.matchers: list[Callable[[Event, list[Any]], bool]] = [self._gen(r) for r in self.rules]
+        # sequences: one matcher per step over the same atoms (their node is the Or of the steps)
+        self.step_matchers: list[list[Callable[[Event, list[Any]], bool]] | None] = [
+            self._gen_steps(r) for r in self.rules]
         self.n_atoms = len(self._atom_fns)
         # a group costs a field read and a test per event: worth it only when it can skip several
         # rules at once; rules keyed only by smaller groups are evaluated directly (memoized atoms)
@@ -570,6 +573,16 @@ class Bucket:
             return lambda e, m: match(e)
         fn: Callable[[Event, list[Any]], bool] = ns["rule"]
         return fn
+
+    def _gen_steps(self, r: CompiledRule) -> list[Callable[[Event, list[Any]], bool]] | None:
+        steps = getattr(r.correlator, "steps", None)
+        if steps is None or not isinstance(r.node, Or) or len(r.node.items) != len(steps):
+            return None
+        out = []
+        for i, item in enumerate(r.node.items):
+            sub = dataclasses.replace(r, node=item, meta=dataclasses.replace(r.meta, id=f"{r.meta.id}#{i}"))
+            out.append(self._gen(sub))
+        return out
 
     def _compute(self, i: int, e: Event, m: list[Any]) -> bool:
         v = self._atom_fns[i](e)

@@ -161,6 +161,32 @@ def _abs_path(resolved: bytes, base_dir: bytes, raw: bytes, *, follow: bool, tru
     return resolved if resolved and len(resolved) >= len(joined) else joined
 
 
+# where the absolute paths of a file event are kept once computed (resolving may stat the
+# filesystem): the OCSF mapper and the rule fields (rules/fields.py) both read them
+ABS_PATH_KEY = "se_abs_path"
+ABS_PATH2_KEY = "se_abs_path2"
+
+
+def event_abs_path(d: dict[str, Any]) -> bytes:
+    """The absolute path of a file event's first path (computed once per event)."""
+    p: bytes | None = d.get(ABS_PATH_KEY)
+    if p is None:
+        flags = int(d.get("flags", 0))
+        p = _abs_path(d.get("resolved") or b"", d.get("base") or b"", d.get("path") or b"",
+                      follow=bool(flags & FILE_FOLLOW), trunc=bool(flags & FILE_PATH_TRUNC))
+        d[ABS_PATH_KEY] = p
+    return p
+
+
+def event_abs_path2(d: dict[str, Any]) -> bytes:
+    """The absolute path of a rename/link event's second (new) path (computed once per event)."""
+    p: bytes | None = d.get(ABS_PATH2_KEY)
+    if p is None:
+        p = resolve(d.get("base2") or b"", d.get("path2") or b"", follow=False)
+        d[ABS_PATH2_KEY] = p
+    return p
+
+
 def _file(path: bytes, type_id: int, **extra: Any) -> dict[str, Any]:
     obj = file_object(text(path) or "", **extra)
     obj["type_id"] = type_id
@@ -181,10 +207,8 @@ def map_file(event: Event, host: HostInfo) -> dict[str, Any]:
     base1: bytes = d.get("base") or b""
     base2: bytes = d.get("base2") or b""
     resolved: bytes = d.get("resolved") or b""
-    trunc = bool(flags & FILE_PATH_TRUNC)
-    follow = bool(flags & FILE_FOLLOW)
 
-    path = _abs_path(resolved, base1, raw, follow=follow, trunc=trunc)
+    path = event_abs_path(d)
     status_id, status = status_from_ret(ret)
     type_id = FILE_TYPE_UNKNOWN
     if op in (OP_MKDIR, OP_RMDIR):
@@ -198,7 +222,7 @@ def map_file(event: Event, host: HostInfo) -> dict[str, Any]:
     message = f"{op_name} {text(path)}"
     path_result = b""
     if op in (OP_RENAME, OP_LINK):
-        path_result = resolve(base2, raw2, follow=False)
+        path_result = event_abs_path2(d)
         message += f" -> {text(path_result)}"
     elif op == OP_SYMLINK:
         message += f" -> {text(raw2)}"
