@@ -39,7 +39,7 @@ STATUS_DIR = Path(os.environ.get("SENTINEL_EDGE_RUN_DIR", "/run/sentinel-edge"))
 
 # Records taken from one ring per round: bounds the memory a flood can pin in
 # user space (the rest waits in the kernel ring, where overflow is counted).
-BATCH_MAX = 2048
+BATCH_MAX = 512
 # Objects written per sink flush: bounds the serialized lines held in memory.
 FLUSH_EVERY = 1024
 

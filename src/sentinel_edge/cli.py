@@ -75,7 +75,8 @@ def _detection(cfg: config.AgentConfig) -> DetectionStage:
     from sentinel_edge.alerts import AlertOutput
     from sentinel_edge.enrich.host import host_info
 
-    source = RuleSource(cfg.rules.paths, cfg.rules.sigma, default=cfg.rules.default)
+    source = RuleSource(cfg.rules.paths, cfg.rules.sigma, default=cfg.rules.default,
+                        state_max_keys=cfg.rules.state_max_keys)
     loaded = source.load_checked()
     for file, reason in loaded.skipped:
         log.warning("Sigma rule %s not loaded: %s", file, reason)

@@ -84,6 +84,7 @@ class RulesConfig:
     sigma: list[str] = field(default_factory=list)  # Sigma rule files or directories
     record_all: bool = False  # attach every sensor, also those no loaded rule needs
     watch: bool = True  # reload when a rule file changes (SIGHUP always reloads)
+    state_max_keys: int = 10_000  # open sequences / threshold counters per stateful rule (oldest evicted)
 
 
 @dataclass(slots=True)
@@ -199,6 +200,8 @@ def validate(cfg: AgentConfig, where: str = "config") -> AgentConfig:
         raise bad("drain_interval_ms", cfg.drain_interval_ms, "must be between 1 and 1000")
     if cfg.queue_max < 1000:
         raise bad("queue_max", cfg.queue_max, "must be >= 1000")
+    if cfg.rules.state_max_keys < 1:
+        raise bad("rules.state_max_keys", cfg.rules.state_max_keys, "must be >= 1")
     validate_alerts(cfg.alerts, where)
     return cfg
 

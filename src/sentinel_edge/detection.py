@@ -51,13 +51,14 @@ class RuleSource:
     """Where the rules come from, so they can be loaded again."""
 
     def __init__(self, paths: Sequence[str | Path] = (), sigma: Sequence[str | Path] = (), *,
-                 default: bool = True) -> None:
+                 default: bool = True, state_max_keys: int | None = None) -> None:
         self.paths = [Path(p) for p in paths]
         self.sigma = [Path(p) for p in sigma]
         self.default = default
+        self.state_max_keys = state_max_keys
 
     def load(self) -> LoadedRules:
-        return load_rules(self.paths, self.sigma, default=self.default)
+        return load_rules(self.paths, self.sigma, default=self.default, state_max_keys=self.state_max_keys)
 
     def load_checked(self) -> LoadedRules:
         """Load, raising one RuleError that lists every error."""

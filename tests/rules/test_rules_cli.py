@@ -53,7 +53,7 @@ def test_validate_ok(tmp_path: Path) -> None:
           severity: info
           condition: proc.exe startswith /tmp/
         """)
-    r = cli("validate", str(tmp_path))
+    r = cli("validate", "--no-default", str(tmp_path))
     assert r.returncode == 0, r.stderr
     assert r.stdout == "3 rules OK (1 disabled) in 2 files\n"
 
@@ -71,7 +71,7 @@ def test_validate_prints_every_error_located(tmp_path: Path) -> None:
             event.kind = exec and
             proc.nmae = bash
         """)
-    r = cli("validate", str(f), str(tmp_path / "missing.yaml"))
+    r = cli("validate", "--no-default", str(f), str(tmp_path / "missing.yaml"))
     assert r.returncode == 1
     assert r.stdout == ""
     assert r.stderr.splitlines() == [

@@ -14,6 +14,7 @@ import importlib
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, TextIO
 
 from sentinel_edge.errors import RuleError, SentinelEdgeError
@@ -31,6 +32,8 @@ def add_rules_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub.required = True
     v = sub.add_parser("validate", help="parse and compile rule files; print every error as file:line:column")
     v.add_argument("paths", nargs="+", metavar="PATH", help="rule file (.yaml) or directory of rule files")
+    v.add_argument("--no-default", action="store_true",
+                   help="check the files alone (without the shipped set's lists and macros)")
     t = sub.add_parser("test", help="replay recorded OCSF events (JSON lines) and print the alerts")
     t.add_argument("--events", required=True, metavar="FILE", help="OCSF events, one JSON object a line")
     t.add_argument("--rules", nargs="+", action="extend", default=[], metavar="PATH",
@@ -50,7 +53,7 @@ def run_rules(args: argparse.Namespace, out: TextIO | None = None, err: TextIO |
     err = err or sys.stderr
     cmd = args.rules_cmd
     if cmd == "validate":
-        return _validate(args.paths, out, err)
+        return _validate(args.paths, out, err, default=not args.no_default)
     if cmd == "test":
         return _test(args.events, args.rules, args.sigma, not args.no_default, out, err)
     if cmd == "import-sigma":
@@ -66,10 +69,15 @@ def _print_errors(errors: list[RuleError], err: TextIO) -> None:
         err.write(f"{e}\n")
 
 
-def _validate(paths: list[str], out: TextIO, err: TextIO) -> int:
-    from sentinel_edge.rules.loader import load_rule_files
+def _validate(paths: list[str], out: TextIO, err: TextIO, default: bool = True) -> int:
+    """Check files as the agent loads them: beside the default set (its lists and macros are
+    usable), unless ``default`` is False or a path is the default set itself."""
+    from sentinel_edge.rules.loader import DEFAULT_DIR, load_rule_files
 
-    rs = load_rule_files(paths)
+    given = [Path(p) for p in paths]
+    with_default = default and DEFAULT_DIR.is_dir() and not any(
+        p.resolve() == DEFAULT_DIR.resolve() or DEFAULT_DIR.resolve() in p.resolve().parents for p in given)
+    rs = load_rule_files([DEFAULT_DIR, *given] if with_default else given)
     if rs.errors:
         _print_errors(rs.errors, err)
         err.write(f"{len(rs.errors)} error{'s' if len(rs.errors) != 1 else ''} in {len(rs.files)} "

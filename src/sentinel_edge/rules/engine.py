@@ -60,18 +60,20 @@ class LoadedRules:
 
 
 def load_rules(paths: Iterable[str | Path] = (), sigma: Iterable[str | Path] = (), *,
-               default: bool = True) -> LoadedRules:
-    """Native rule files/dirs (plus the shipped default set) and Sigma rule files/dirs."""
+               default: bool = True, state_max_keys: int | None = None) -> LoadedRules:
+    """Native rule files/dirs (plus the shipped default set) and Sigma rule files/dirs.
+
+    The default set and the user's files are loaded together, so a user's rules
+    can use the default lists and macros (names are global; a clash is an error).
+    """
     from sentinel_edge.rules import loader
 
     out = LoadedRules()
-    sets = []
-    if default:
-        sets.append(loader.load_default_rules())
     native = [Path(p) for p in paths]
-    if native:
-        sets.append(loader.load_rule_files(list(native)))
-    for rs in sets:
+    files = ([loader.DEFAULT_DIR] if default and loader.DEFAULT_DIR.is_dir() else []) + native
+    kw = {} if state_max_keys is None else {"state_max_keys": state_max_keys}
+    if files:
+        rs = loader.load_rule_files(files, **kw)
         out.rules.extend(rs.rules)
         out.errors.extend(rs.errors)
     sigma_paths = [Path(p) for p in sigma]
