@@ -8,6 +8,7 @@ tests/helpers/mem_helper.c and rules_a_helper.c.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -124,15 +125,16 @@ RULE_LOG_DEL = "se.defense_evasion.log_file_deleted"
 
 @pytest.fixture
 def log_file() -> Iterator[Path]:
-    """A uniquely named log file under /var/log with some lines; it and its rotations are removed."""
-    path = Path(f"/var/log/se-ra-{token()}.log")
+    """An auth.log with some lines in a uniquely named directory under /var/log; removed afterwards."""
+    d = Path(f"/var/log/se-ra-{token()}")
+    d.mkdir()
+    path = d / "auth.log"
     with path.open("a") as fh:  # O_APPEND: creating the file must not look like a truncation
         fh.write("Nov 24 06:00:00 host sshd[1]: Accepted publickey for root\n" * 5)
     try:
         yield path
     finally:
-        for p in path.parent.glob(path.name + "*"):
-            p.unlink(missing_ok=True)
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _logrotate(log: Path, scratch: Path, options: str) -> int:
@@ -163,10 +165,25 @@ def test_log_appended_is_quiet(agent: AgentHandle, log_file: Path) -> None:
     expect_quiet(agent, RULE_LOG_TRUNC, m, for_pid(pid), pid_file_event(pid, str(log_file)))
 
 
+def test_new_application_log_created_with_trunc_is_quiet(agent: AgentHandle, log_file: Path) -> None:
+    path = str(log_file.parent / "myapp.log")
+    m = marks(agent)
+    pid, _ = run(["sh", "-c", f"echo started > {path}"])
+    expect_quiet(agent, RULE_LOG_TRUNC, m, for_pid(pid), pid_file_event(pid, path))
+
+
 def test_log_deleted_alerts(agent: AgentHandle, log_file: Path) -> None:
     m = marks(agent)
     pid, _ = run(["rm", "-f", str(log_file)])
     expect_alert(agent, RULE_LOG_DEL, m, for_pid(pid), ["T1070.002"])
+
+
+def test_rotated_copy_deleted_is_quiet(agent: AgentHandle, log_file: Path) -> None:
+    old = log_file.parent / "auth.log.2.gz"
+    old.write_bytes(b"\x1f\x8b")
+    m = marks(agent)
+    pid, _ = run(["rm", "-f", str(old)])
+    expect_quiet(agent, RULE_LOG_DEL, m, for_pid(pid), pid_file_event(pid, str(old)))
 
 
 def test_log_rotated_by_logrotate_is_quiet(agent: AgentHandle, log_file: Path, scratch: Path) -> None:
@@ -316,6 +333,13 @@ def test_rw_to_rwx_mprotect_alerts(agent: AgentHandle, mem_helper: str) -> None:
     m = marks(agent)
     out = run_helper(mem_helper, "mprotect")
     expect_alert(agent, RULE_WX, m, for_pid(out["pid"]), ["T1620"])
+
+
+def test_python_ctypes_callback_page_is_quiet(agent: AgentHandle) -> None:
+    # libffi maps one anonymous RWX page for ctypes callback trampolines
+    m = marks(agent)
+    pid, _ = py("import ctypes; cb = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(lambda x: x + 1); assert cb(1) == 2")
+    expect_quiet(agent, RULE_WX, m, for_pid(pid), event_of(pid, "mem"))
 
 
 def test_read_execute_mapping_is_quiet(agent: AgentHandle, mem_helper: str) -> None:
