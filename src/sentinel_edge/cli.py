@@ -85,7 +85,16 @@ def _detection(cfg: config.AgentConfig) -> DetectionStage:
         by_source[r.meta.source] = by_source.get(r.meta.source, 0) + 1
     log.info("%d rules loaded (%s)", len(loaded.rules),
              ", ".join(f"{n} {src}" for src, n in sorted(by_source.items())) or "none")
-    detection = DetectionStage(source, loaded, AlertOutput(cfg.alerts, host_info()), watch=cfg.rules.watch)
+    a = cfg.alerts
+    if not (a.file or a.stdout or a.rotating or a.syslog or a.webhook):
+        # no alert output configured: alerts go where the events go, as OCSF objects of their own class
+        if cfg.output.path in (None, "-"):
+            a.stdout = True
+        else:
+            a.file = cfg.output.path
+        log.info("alerts are written with the events to %s (--alerts-file or the alerts: section sends them "
+                 "elsewhere)", cfg.output.path or "stdout")
+    detection = DetectionStage(source, loaded, AlertOutput(a, host_info()), watch=cfg.rules.watch)
     if loaded.rules and not cfg.rules.record_all:
         needed = detection.engine.sensors_needed()
         for name in ("file", "net", "priv", "mem"):

@@ -442,6 +442,8 @@ def event_from_ocsf(obj: dict[str, Any], context: ReplayContext | None = None) -
     """
     if not isinstance(obj, dict):
         raise ReplayError("not a JSON object")
+    if obj.get("class_uid") == 2004:
+        return None  # an alert (Detection Finding) written in the same stream
     um = obj.get("unmapped")
     if not isinstance(um, dict):
         return None
