@@ -332,6 +332,10 @@ class _Group:
     def __init__(self, operand: Field | Call, mode: str, ci: bool) -> None:
         self.operand = describe(operand)
         self.get = compile_getter(operand)
+        try:
+            self.scalar_str = operand_type(operand) == "str"
+        except RuleError:
+            self.scalar_str = False
         self.mode = mode
         self.ci = ci
         self.entries: list[tuple[int, RuleKey]] = []  # (rule slot, key)
@@ -502,9 +506,14 @@ class Bucket:
             if not strs:
                 lines.append("        pass")
                 continue
-            lines.append("        for x in (v if type(v) is list else (v,)):")
-            lines.append("            if type(x) is not str:")
-            lines.append("                continue")
+            if g0.scalar_str:
+                # a str operand: no loop over elements
+                lines.append("        x = v")
+                lines.append("        if True:")
+            else:
+                lines.append("        for x in (v if type(v) is list else (v,)):")
+                lines.append("            if type(x) is not str:")
+                lines.append("                continue")
             if any(self.groups[gi].ci for gi in strs):
                 lines.append("            xl = x.lower()")
             for gi in strs:
