@@ -82,6 +82,64 @@ def test_curl_piped_to_cat_is_quiet(agent: AgentHandle, scratch: Path) -> None:
     expect_quiet(agent, RULE_PIPE, m, mentions(tok), exec_named("cat", tok))
 
 
+def test_curl_piped_to_python_json_tool_is_quiet(agent: AgentHandle, scratch: Path) -> None:
+    # python3 -m json.tool reads data, not a program, from its stdin
+    tok = token()
+    payload = scratch / f"data-{tok}.json"
+    payload.write_text('{"a": 1}\n')
+    m = marks(agent)
+    run(["bash", "-c", f"curl -fsS file://{payload} | {PYTHON} -m json.tool"])
+    expect_quiet(agent, RULE_PIPE, m, mentions(tok), exec_named(None, f"{PYTHON} -m json.tool"))
+
+
+# -- se.execution.downloader_piped_to_sibling_interpreter / sibling_interpreter_reads_downloader_pipe
+# A script file (no command line shows the pipeline); a short sleep in one end fixes which end starts first.
+
+RULE_SEQ = "se.execution.downloader_piped_to_sibling_interpreter"
+RULE_SEQ_REV = "se.execution.sibling_interpreter_reads_downloader_pipe"
+
+
+def _script(scratch: Path, tok: str, body: str) -> Path:
+    (scratch / f"payload-{tok}.sh").write_text("true\n")
+    script = scratch / f"setup-{tok}.sh"
+    script.write_text(body.replace("PAYLOAD", f"file://{scratch}/payload-{tok}.sh"))
+    return script
+
+
+def test_curl_then_sh_in_a_script_alerts(agent: AgentHandle, scratch: Path) -> None:
+    tok = token()
+    script = _script(scratch, tok, "curl -fsS PAYLOAD | { sleep 0.3; exec sh; }\n")
+    m = marks(agent)
+    run(["bash", str(script)])
+    a = expect_alert(agent, RULE_SEQ, m, mentions(tok), ["T1059.004", "T1105"])
+    assert a["actor"]["process"]["name"] == "sh"
+
+
+def test_sh_then_curl_in_a_script_alerts(agent: AgentHandle, scratch: Path) -> None:
+    tok = token()
+    script = _script(scratch, tok, "{ sleep 0.3; exec curl -fsS PAYLOAD; } | sh\n")
+    m = marks(agent)
+    run(["bash", str(script)])
+    a = expect_alert(agent, RULE_SEQ_REV, m, mentions(tok), ["T1059.004", "T1105"])
+    assert a["actor"]["process"]["name"] == "curl"
+
+
+def test_download_to_file_then_pipe_into_sh_is_quiet(agent: AgentHandle, scratch: Path) -> None:
+    tok = token()
+    script = _script(scratch, tok, f"curl -fsS -o {scratch}/saved PAYLOAD\necho ': {tok}' | sh\n")
+    m = marks(agent)
+    run(["bash", str(script)])
+    expect_quiet(agent, RULE_SEQ, m, mentions(tok), exec_named("sh", tok))
+
+
+def test_pipe_into_sh_then_download_to_file_is_quiet(agent: AgentHandle, scratch: Path) -> None:
+    tok = token()
+    script = _script(scratch, tok, f"echo true | sh\ncurl -fsS -o {scratch}/saved-{tok} PAYLOAD\n")
+    m = marks(agent)
+    run(["bash", str(script)])
+    expect_quiet(agent, RULE_SEQ_REV, m, mentions(tok), exec_named("curl", tok))
+
+
 # -- se.execution.decoded_payload_piped_to_interpreter -----------------------------
 
 RULE_B64 = "se.execution.decoded_payload_piped_to_interpreter"
