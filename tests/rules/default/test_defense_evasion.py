@@ -273,6 +273,16 @@ def test_binary_with_own_name_in_tmp_is_quiet(agent: AgentHandle, scratch: Path)
     expect_quiet(agent, RULE_MASQ, m, for_pid(pid), event_of(pid, "exec"))
 
 
+def test_daemon_in_its_own_install_prefix_is_quiet(agent: AgentHandle) -> None:
+    # vendor builds live in /opt/<app>/sbin or /usr/local/<app>/sbin: not a masquerade
+    with scratch_dir("/opt") as prefix:
+        (prefix / "sbin").mkdir()
+        nginx = copy_exe("/bin/sleep", prefix / "sbin" / "nginx")
+        m = marks(agent)
+        pid, _ = run([str(nginx), "0.01"])
+        expect_quiet(agent, RULE_MASQ, m, for_pid(pid), event_of(pid, "exec"))
+
+
 # -- se.defense_evasion.deleted_binary_executed / memfd_executed ------------------------
 
 RULE_DELETED = "se.defense_evasion.deleted_binary_executed"
