@@ -59,7 +59,7 @@ def test_many_deletions_under_var_lib_alert(agent: AgentHandle, var_lib_dir: Pat
     m = marks(agent)
     pid, _ = run(["rm", "-rf", str(var_lib_dir)])
     a = expect_alert(agent, BULK_SYS, m, actor_is(pid), ["T1485"])
-    assert str(var_lib_dir) in a["message"]
+    assert "/var/lib" in a["message"]
 
 
 def test_few_deletions_under_var_lib_are_quiet(agent: AgentHandle, var_lib_dir: Path) -> None:
