@@ -1,6 +1,8 @@
 # Builds the BPF objects: every bpf/sensors/**/*.bpf.c compiled with clang
 # -target bpf (CO-RE), then linked by the BPF static linker into one object
-# shipped inside the Python package.
+# shipped inside the Python package; plus the ring header walk
+# (src/sentinel_edge/loader/ringwalk.c) as a tiny shared object loaded with
+# ctypes by loader/ringbuf.py (which falls back to Python without it).
 CLANG   ?= clang
 BPFTOOL ?= bpftool
 ARCH    := $(shell uname -m | sed -e 's/x86_64/x86/' -e 's/aarch64/arm64/')
@@ -9,11 +11,14 @@ OUT     := src/sentinel_edge/_bpf/sentinel.bpf.o
 SRCS    := $(shell find bpf/sensors -name '*.bpf.c' | sort)
 OBJS    := $(patsubst bpf/%.bpf.c,$(BUILD)/%.o,$(SRCS))
 HDRS    := $(shell find bpf -name '*.h')
+WALK    := src/sentinel_edge/_bpf/ringwalk.so
+WALKSRC := src/sentinel_edge/loader/ringwalk.c
+HOSTCFLAGS := -O2 -Wall -Wextra -Werror -fPIC -shared
 CFLAGS  := -g -O2 -Wall -Werror -Wno-unused-function -target bpf -D__TARGET_ARCH_$(ARCH) \
            -Ibpf -Ibpf/include -mcpu=v3
 
 .PHONY: all clean vmlinux
-all: $(OUT)
+all: $(OUT) $(WALK)
 
 $(BUILD)/%.o: bpf/%.bpf.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -23,9 +28,13 @@ $(OUT): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(BPFTOOL) gen object $@ $(OBJS)
 
+$(WALK): $(WALKSRC)
+	@mkdir -p $(dir $@)
+	$(CC) $(HOSTCFLAGS) -o $@ $<
+
 # Regenerate bpf/include/vmlinux.h from the running kernel's BTF.
 vmlinux:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
 
 clean:
-	rm -rf build $(OUT)
+	rm -rf build $(OUT) $(WALK)

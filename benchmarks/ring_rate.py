@@ -13,11 +13,19 @@ records come, a 10 ms sleep when the ring is empty). Consumers, same run:
           (Decoder.decode for SE_EV_FILE records; struct.unpack_from for the
           48-byte records, which have no se_* struct);
   events  RingReader.drain_batch + Decoder.decode_batch (Events, as the agent needs);
-  batch   RingReader.drain_batch + columnar numpy decode (wire.batch).
+  batch-py RingReader.drain_batch with its header walk in Python + columnar
+          numpy decode (wire.batch): the batch path before ringwalk.c;
+  batch   RingReader.drain_batch with the header walk in C (loader/ringwalk.c,
+          _bpf/ringwalk.so via ctypes) + columnar numpy decode.
 
 Shapes: `file` = SE_EV_FILE records, 264..352 bytes (se_hdr + se_proc +
 se_file + path + resolved); `small` = 48-byte fixed-size records.
 Loss = the producer's failed reservations; zero loss also needs consumed == written.
+Each step also reports the consumer's own CPU time per record (process CPU
+time while consuming, which other processes sharing CPU 0 do not inflate) and
+how often it was preempted (involuntary context switches): with a ring of
+8 MiB and ~315-byte records, the consumer may be off CPU for ~26 ms at
+1 M/s before the producer finds the ring full.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import resource
 import struct
 import subprocess
 import sys
@@ -57,6 +66,13 @@ class Result:
     consumed: int
     seconds: float  # producer's active time
     busy_s: float  # consumer time from first to last record
+    cpu_s: float  # consumer process CPU time over the step
+    preempted: int  # consumer's involuntary context switches over the step
+
+    @property
+    def cpu_us(self) -> float:
+        """Consumer CPU time per record consumed, in microseconds."""
+        return self.cpu_s / self.consumed * 1e6 if self.consumed else 0.0
 
     @property
     def zero_loss(self) -> bool:
@@ -127,6 +143,7 @@ def consume_loop(take: Callable[[], int], pid: int, rfd: int, deadline: float) -
 
 
 def make_consumer(kind: str, shape: int, reader: RingReader, prod: Producer) -> Callable[[], int]:
+    """The consumer `kind` (batch and batch-py differ only in the reader given: C or Python header walk)."""
     if shape == SHAPE_FILE:
         dec = Decoder.from_object(default_object_path())
         bdec = BatchDecoder.from_object(default_object_path())
@@ -207,15 +224,19 @@ def run_one(prod: Producer, reader: RingReader, consumer: Callable[[], int], sha
         finally:
             os._exit(0)
     os.close(w)
+    ru0 = resource.getrusage(resource.RUSAGE_SELF)
+    cpu0 = time.process_time()
     try:
         consumed, busy, report = consume_loop(consumer, pid, r, time.perf_counter() + seconds + 10)
+        cpu = time.process_time() - cpu0
+        preempted = resource.getrusage(resource.RUSAGE_SELF).ru_nivcsw - ru0.ru_nivcsw
     finally:
         os.waitpid(pid, 0)
         os.close(r)
     if len(report) != 24:
         raise SystemExit("producer did not report")
     written, failed, dt = struct.unpack("<QQd", report)
-    return Result(rate, written, failed, consumed, dt, busy)
+    return Result(rate, written, failed, consumed, dt, busy, cpu, preempted)
 
 
 def main() -> int:
@@ -236,25 +257,33 @@ def main() -> int:
     os.sched_setaffinity(0, {0})
     prod = Producer(args.ring_kib * 1024)
     reader = prod.reader()
+    reader_py = prod.reader(native=False)
+    if not reader.native:
+        print("src/sentinel_edge/_bpf/ringwalk.so is missing (run make): 'batch' walks headers in Python too",
+              file=sys.stderr)
     summary: list[str] = []
     try:
         shapes = [("file", SHAPE_FILE), ("small", SHAPE_SMALL)]
         for shape_name, shape in shapes:
             if args.shape not in (shape_name, "both"):
                 continue
-            kinds = ["old", "events", "batch"] if shape == SHAPE_FILE else ["old", "batch"]
+            kinds = ["old", "events", "batch-py", "batch"] if shape == SHAPE_FILE else ["old", "batch-py", "batch"]
             sat: dict[str, float] = {}
             best: dict[str, int] = {}
+            cpu_us: dict[str, float] = {}
             print(f"== {shape_name} records, ring {args.ring_kib} KiB, {args.seconds:.1f} s per step")
             for kind in kinds:
-                consumer = make_consumer(kind, shape, reader, prod)
+                consumer = make_consumer(kind.removesuffix("-py"), shape,
+                                         reader_py if kind.endswith("-py") else reader, prod)
                 gc.collect()
                 res = run_one(prod, reader, consumer, shape, 0, args.seconds)
                 rate = res.consumed / res.busy_s if res.busy_s else 0.0
                 sat[kind] = rate
                 bound = "  (kept up: producer-bound)" if res.zero_loss else ""
-                print(f"  {kind:<7} saturation: producer offered {res.offered:,.0f}/s, consumer {rate:,.0f} events/s "
-                      f"(written {res.written:,}, failed {res.failed:,}, consumed {res.consumed:,}){bound}")
+                print(f"  {kind:<8} saturation: producer offered {res.offered:,.0f}/s, consumer {rate:,.0f} events/s "
+                      f"(written {res.written:,}, failed {res.failed:,}, consumed {res.consumed:,}), "
+                      f"consumer CPU {res.cpu_us:.2f} us/record, preempted {res.preempted}x{bound}")
+                cpu_us[kind] = res.cpu_us
                 best[kind] = 0
                 for target in rates:
                     res = run_one(prod, reader, consumer, shape, target, args.seconds)
@@ -262,24 +291,32 @@ def main() -> int:
                     verdict = "zero loss" if res.zero_loss else f"LOSS {res.failed:,} failed"
                     print(f"    paced {target:>9,}/s: offered {res.offered:>11,.0f}/s  {verdict}"
                           f"{'' if reached else '  (producer fell short)'}"
-                          f"  consumed {res.consumed:,}/{res.written:,}")
+                          f"  consumed {res.consumed:,}/{res.written:,}  CPU {res.cpu_us:.2f} us/record, "
+                          f"preempted {res.preempted}x")
                     if res.zero_loss and reached:
                         best[kind] = target
                     else:
                         break
             for kind in kinds:
-                line = (f"{shape_name:<5} {kind:<7} saturation {sat[kind]:>11,.0f} events/s, "
-                        f"highest zero-loss paced rate {best[kind]:>9,}/s")
+                line = (f"{shape_name:<5} {kind:<8} saturation {sat[kind]:>11,.0f} events/s, "
+                        f"highest zero-loss paced rate {best[kind]:>9,}/s, consumer CPU at saturation "
+                        f"{cpu_us[kind]:.2f} us/record")
                 summary.append(line)
             for kind in kinds[1:]:
                 summary.append(f"{shape_name:<5} {kind}/old ratio: saturation x{sat[kind] / sat['old']:.1f}, "
                                f"zero-loss rate x{best[kind] / max(best['old'], 1):.1f}")
+            summary.append(f"{shape_name:<5} batch/batch-py ratio (C vs Python header walk): saturation "
+                           f"x{sat['batch'] / sat['batch-py']:.1f}, zero-loss rate "
+                           f"x{best['batch'] / max(best['batch-py'], 1):.1f}")
     finally:
         reader.close()
+        reader_py.close()
         prod.close()
     print("\n".join(["== summary", *summary]))
-    left = subprocess.run(["bpftool", "prog", "list"], capture_output=True, text=True).stdout
-    print("programs left loaded by this benchmark:", "none" if "produce" not in left else "SOME (bug)")
+    # our program by id: other processes may load the same producer meanwhile (tests/wire/test_batch.py)
+    left = subprocess.run(["bpftool", "prog", "show", "id", str(prod.prog_id)], capture_output=True, text=True)
+    print("programs left loaded by this benchmark:",
+          "none" if prod.prog_id and left.returncode != 0 else f"SOME (bug): prog id {prod.prog_id} still loaded")
     return 0
 
 

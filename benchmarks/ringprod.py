@@ -78,6 +78,16 @@ def build(out_dir: str) -> str:
     return out
 
 
+def _fdinfo_id(fd: int, key: str) -> int:
+    """The kernel id of a BPF object from /proc/self/fdinfo (0 when absent)."""
+    with open(f"/proc/self/fdinfo/{fd}") as f:
+        for line in f:
+            name, _, value = line.partition(":")
+            if name == key:
+                return int(value)
+    return 0
+
+
 class Producer:
     """The loaded producer object: one ring, one program."""
 
@@ -97,6 +107,7 @@ class Producer:
             libbpf.check_int(lb.bpf_object__load(self._obj), "loading producer")
             prog = libbpf.check_ptr(lb.bpf_object__find_program_by_name(self._obj, b"produce"), "finding produce")
             self.prog_fd = lb.bpf_program__fd(prog)
+            self.prog_id = _fdinfo_id(self.prog_fd, "prog_id")
             self.ring_fd = lb.bpf_map__fd(ring)
             self.ring_bytes = int(lb.bpf_map__max_entries(ring))
         except BaseException:
@@ -108,8 +119,9 @@ class Producer:
         self._opts.ctx_in = ctypes.addressof(self._ctx)
         self._opts.ctx_size_in = ctypes.sizeof(BenchCtx)
 
-    def reader(self) -> RingReader:
-        return RingReader(self.ring_fd, self.ring_bytes, "bench_ring")
+    def reader(self, native: bool = True) -> RingReader:
+        """A reader of the ring; native=False keeps drain_batch's header walk in Python."""
+        return RingReader(self.ring_fd, self.ring_bytes, "bench_ring", native=native)
 
     def run(self, shape: int, count: int, seq: int = 0) -> tuple[int, int]:
         """Emit `count` records of `shape`; returns (written, failed because the ring was full)."""

@@ -15,14 +15,23 @@ simple API), :meth:`RingReader.drain_batch` walks the record headers only and
 copies the whole run of ready records with one ``bytes()`` of the double-mapped
 data area, returning a :class:`RawBatch` (one buffer + record offsets and
 lengths) for the batch decoders in :mod:`sentinel_edge.wire`.
+
+The header walk of :meth:`RingReader.drain_batch` runs in C when the package
+ships ``_bpf/ringwalk.so`` (built by ``make`` from ``loader/ringwalk.c``,
+loaded with ctypes); without it the same walk runs in Python (one debug log
+line says so). Both give identical batches.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
+import logging
 import mmap
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 
 import numpy as np
 import numpy.typing as npt
@@ -34,6 +43,9 @@ _DISCARD = 1 << 30
 _HDR = struct.Struct("<I")
 _LEN_MASK = ~(_BUSY | _DISCARD) & 0xFFFFFFFF
 
+
+_log = logging.getLogger(__name__)
+_WALK_LIB = "_bpf/ringwalk.so"
 
 _EMPTY = np.zeros(0, dtype=np.int64)
 # after this many records of the same header in a row, try to take the rest of the run at once
@@ -62,10 +74,34 @@ class RawBatch:
         return [buf[s : s + n] for s, n in zip(self.starts.tolist(), self.lengths.tolist(), strict=True)]
 
 
-class RingReader:
-    """Reads records of one ring buffer map (by fd) in batches."""
+# se_ring_walk(data, base, avail, limit, starts, lengths, &consumed) -> records listed
+WalkFn = Callable[[int, int, int, int, int, int, "ctypes._Pointer[ctypes.c_uint64]"], int]
 
-    def __init__(self, fd: int, max_entries: int, name: str) -> None:
+
+@functools.cache
+def native_walk() -> WalkFn | None:
+    """``se_ring_walk`` from the shipped ``ringwalk.so``, or None (logged once) when it cannot be loaded."""
+    path = resources.files("sentinel_edge").joinpath(_WALK_LIB)
+    try:
+        fn = ctypes.CDLL(str(path)).se_ring_walk
+    except (OSError, AttributeError) as exc:
+        _log.debug("ring header walk in C unavailable (%s: %s); drain_batch walks headers in Python", path, exc)
+        return None
+    fn.restype = ctypes.c_int64
+    fn.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_int64,
+                   ctypes.c_void_p, ctypes.c_void_p, ctypes.POINTER(ctypes.c_uint64)]
+    walk: WalkFn = fn
+    return walk
+
+
+class RingReader:
+    """Reads records of one ring buffer map (by fd) in batches.
+
+    ``native=False`` keeps the Python header walk in :meth:`drain_batch` even
+    when the C walk is available (tests compare the two).
+    """
+
+    def __init__(self, fd: int, max_entries: int, name: str, native: bool = True) -> None:
         self.name = name
         self.size = max_entries
         self.mask = max_entries - 1
@@ -82,6 +118,21 @@ class RingReader:
         self._words = self._data.cast("I")  # record headers are 8-byte aligned u32s
         self.records = 0
         self.bytes = 0
+        self._walk = native_walk() if native else None
+        self._data_addr = 0
+        if self._walk is not None:
+            view = np.frombuffer(self._prod, np.uint8)  # a read-only mapping: numpy gives its address
+            self._data_addr = view.ctypes.data + page
+            del view
+        self._starts = _EMPTY  # scratch arrays the C walk fills, grown on demand
+        self._lengths = _EMPTY
+        self._consumed = ctypes.c_uint64()
+        self._consumed_ref = ctypes.pointer(self._consumed)
+
+    @property
+    def native(self) -> bool:
+        """True when drain_batch walks the record headers in C."""
+        return self._walk is not None
 
     def pending_bytes(self) -> int:
         return int(self._prod_pos[0] - self._cons_pos.value)
@@ -113,7 +164,9 @@ class RingReader:
     def drain_batch(self, limit: int = 1 << 30, max_bytes: int | None = None) -> RawBatch:
         """Take up to `limit` ready records (at most about `max_bytes` of ring) as one RawBatch.
 
-        Only the record headers are visited in Python, and a run of records
+        `limit` counts ring records, discarded ones included (they are
+        consumed, not listed). Only the record headers are visited: in C
+        (ringwalk.c) when available, else in Python, where a run of records
         with the same header (fixed-size events) is taken in one numpy step;
         the records are copied with a single slice of the double-mapped data
         area (a run of ready records never wraps there), then the consumer
@@ -126,6 +179,8 @@ class RingReader:
         if max_bytes is not None and max_bytes < avail:
             avail = max(max_bytes, 8)
         base = cons & self.mask
+        if self._walk is not None:
+            return self._drain_batch_c(cons, base, avail, limit)
         # header words of the ready area, indexed in u32 units from base (base and avail are 8-aligned)
         words = self._words[base >> 2 : (base + avail + 3) >> 2]
         heads: list[int] = []  # header positions in u32 units, discarded records included
@@ -184,7 +239,28 @@ class RingReader:
         self.bytes += rel
         return RawBatch(buf, pos + 8, hdrs & _LEN_MASK)
 
+    def _drain_batch_c(self, cons: int, base: int, avail: int, limit: int) -> RawBatch:
+        """drain_batch with the header walk in C (ringwalk.c): the same batch as the Python walk."""
+        assert self._walk is not None and self._data_addr
+        cap = min(limit, (avail + 7) >> 3)  # a record takes at least 8 bytes
+        if cap > len(self._starts):
+            size = max(cap, 1024)
+            self._starts = np.empty(size, np.int64)
+            self._lengths = np.empty(size, np.int64)
+        k = self._walk(self._data_addr, base, avail, limit, self._starts.ctypes.data, self._lengths.ctypes.data,
+                       self._consumed_ref)
+        rel = self._consumed.value
+        if rel == 0:
+            return RawBatch()
+        buf = bytes(self._data[base : base + rel])
+        self._cons_pos.value = cons + rel
+        self.records += k
+        self.bytes += rel
+        return RawBatch(buf, self._starts[:k].copy(), self._lengths[:k].copy())
+
     def close(self) -> None:
+        self._walk = None
+        self._data_addr = 0
         del self._cons_pos
         self._words.release()
         self._prod_pos.release()
