@@ -112,7 +112,7 @@ struct se_dedup_key {
 	__u32 flags;
 	__u64 ino;
 	__u32 dev;
-	__u32 _pad;
+	__u32 gen;       /* i_generation: a file deleted and created again may get the same inode number */
 };
 
 struct {

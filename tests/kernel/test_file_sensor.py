@@ -384,6 +384,25 @@ def test_open_dedup(agent: AgentHandle, work: Path) -> None:
         assert len(agent.find_all(file_ev(out["pid"], "open", "nothere"), mark)) == 3
 
 
+def test_dedup_does_not_hide_a_recreated_file(agent: AgentHandle, work: Path) -> None:
+    """A file deleted and created again inside the window is a new file (a reused inode number
+    is told apart by its i_generation): every creation is reported."""
+    mark = agent.mark()
+    script = """
+        inos = []
+        for _ in range(5):
+            fd = os.open("again", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            inos.append(os.fstat(fd).st_ino)
+            os.close(fd)
+            os.unlink("again")
+        out["reused"] = len(inos) - len(set(inos))
+        """
+    out = run_child(script, work)
+    got = agent.wait_all(file_ev(out["pid"], "open", "again"), 5, mark)
+    assert len(got) == 5, f"{len(got)} of 5 creations reported (inode numbers reused {out['reused']} times)"
+    assert all("O_CREAT" in o["unmapped"]["open_flags"] for o in got)
+
+
 def test_prefix_filters(work: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
     """A second agent with include/exclude prefixes."""
     (work / "keep").mkdir()

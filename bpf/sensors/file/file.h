@@ -22,7 +22,9 @@
  * directory; nothing else. Failed opens are never deduplicated.
  * Known limit of the dedup key: an exec keeps the tgid, so the new image's
  * first open of a file the old image opened less than a window ago is
- * suppressed.
+ * suppressed. The key includes the inode's i_generation, so a file deleted
+ * and created again within the window (which may get the same inode number)
+ * is reported again on filesystems that set it (ext4, xfs, btrfs, tmpfs).
  *
  * Filters (se_cfg.include / exclude) are applied to the absolute path:
  *   - `resolved` (from the file itself) when known: opens, f* calls;
@@ -121,6 +123,16 @@ static __always_inline void file__dev_ino(struct file *f, __u32 *sdev, __u64 *in
 	}
 }
 
+/* i_generation of an open file's inode (0 when the filesystem does not set it) */
+static __always_inline __u32 file__generation(struct file *f)
+{
+	if (bpf_ksym_exists(bpf_rdonly_cast)) {
+		struct file *tf = bpf_rdonly_cast(f, bpf_core_type_id_kernel(struct file));
+		return tf->f_inode->i_generation;
+	}
+	return BPF_CORE_READ(f, f_inode, i_generation);
+}
+
 /*
  * se_fd__file() with direct BTF loads for the task -> files -> fdtable chain:
  * the hot path of every open, where each probe read counts.
@@ -163,7 +175,7 @@ static __always_inline int file__dedup_hit(struct se_dedup_key *key, __u64 now)
 	__u32 slot = file__dedup_slot(key);
 	struct se_dedup_slot *c = bpf_map_lookup_elem(&se_dedup_cache, &slot);
 	if (c && c->key.tgid == key->tgid && c->key.flags == key->flags && c->key.ino == key->ino &&
-	    c->key.dev == key->dev)
+	    c->key.dev == key->dev && c->key.gen == key->gen)
 		return file__dedup_check(c->ts, now);
 	__u64 *last = bpf_map_lookup_elem(&se_dedup_map, key);
 	if (!last)
@@ -541,6 +553,7 @@ static __always_inline int file__exit(struct se_sys_exit_ctx *ctx, struct file_a
 			key.tgid = bpf_get_current_pid_tgid() >> 32;
 			key.flags = a->open_flags;
 			file__dev_ino(f, &key.dev, &key.ino);
+			key.gen = file__generation(f);
 			now = bpf_ktime_get_boot_ns();
 			if (file__dedup_hit(&key, now))
 				return 0;
