@@ -93,6 +93,12 @@ def test_hot_reload_on_file_change_and_sighup(tmp_path: Path) -> None:
         assert det["reloads"] >= 2
         assert det["reload_failures"] == 1
         assert det["alerts_raised"] >= 4
+        res = subprocess.run([sys.executable, "-m", "sentinel_edge.cli", "status", "--status-file",
+                              str(agent.status_file)], capture_output=True, text=True, timeout=30)
+        assert res.returncode == 0, res.stderr
+        line = next(x for x in res.stdout.splitlines() if x.startswith("detection:"))
+        assert line.startswith("detection: 1 rules (1 native), ")
+        assert f"{det['alerts_raised']} alerts raised" in line and "(rejected 1)" in line
     finally:
         assert stop_agent(agent) == 0
     assert "Traceback" not in agent.log.read_text()

@@ -127,6 +127,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
     print("kernel counters (emitted / dropped / deduped / filtered):")
     for s, c in st.get("kernel", {}).items():
         print(f"  {s:<8} {c['emitted']:>10} {c['dropped']:>8} {c['deduped']:>8} {c['filtered']:>8}")
+    det = st.get("detection")
+    if det:
+        out = det.get("alerts_output", {})
+        sources = ", ".join(f"{n} {k}" for k, n in det.get("by_source", {}).items())
+        print(f"detection: {det.get('rules', 0)} rules ({sources}), "
+              f"{det.get('alerts_raised', 0)} alerts raised, {out.get('emitted', 0)} findings written, "
+              f"{out.get('folded', 0)} folded, {out.get('dropped', 0)} dropped, reloads {det.get('reloads', 0)} "
+              f"(rejected {det.get('reload_failures', 0)})")
+        for rid, n in det.get("rule_errors", {}).items():
+            print(f"  rule {rid}: {n} evaluation errors")
     print(f"user space: decoded {st.get('decoded', 0)}, written {st.get('written', 0)}, "
           f"dropped {st.get('user_dropped', 0)} (wire {st.get('wire_errors', 0)}, "
           f"output {st.get('output_errors', 0)}, queue {st.get('queue_dropped', 0)})")
