@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,29 @@ class AgentHandle:
     def status(self) -> Obj:
         data: Obj = json.loads(self.status_file.read_text())
         return data
+
+
+@dataclass
+class Marks:
+    """Positions in an agent's event and alert streams before a test acts."""
+
+    events: int
+    alerts: int
+
+
+def marks(agent: AgentHandle) -> Marks:
+    return Marks(agent.mark(), agent.alert_mark())
+
+
+def expect_alert(agent: AgentHandle, rule_id: str, m: Marks, pred: Callable[[Obj], bool],
+                 techniques: list[str], timeout: float = 10.0) -> Obj:
+    """The alert of ``rule_id`` matching ``pred``; it carries every technique of ``techniques``."""
+    a = agent.wait_alert(rule_id, m.alerts, pred, timeout=timeout)
+    assert alert_rule(a) == rule_id
+    got = alert_techniques(a)
+    for t in techniques:
+        assert t in got, f"{rule_id}: technique {t} missing from {got}"
+    return a
 
 
 def summary(o: Obj) -> str:

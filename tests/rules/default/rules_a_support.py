@@ -19,11 +19,10 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from conftest import AgentHandle, alert_rule, alert_techniques
+from conftest import AgentHandle, Marks, expect_alert, marks  # noqa: F401  (re-exported for the tests)
 
 Obj = dict[str, Any]
 Pred = Callable[[Obj], bool]
@@ -72,26 +71,6 @@ def file_event(path: str) -> Pred:
     return pred
 
 
-@dataclass
-class Marks:
-    events: int
-    alerts: int
-
-
-def marks(agent: AgentHandle) -> Marks:
-    """Positions in the agent's event and alert streams before a test acts."""
-    return Marks(agent.mark(), agent.alert_mark())
-
-
-def expect_alert(agent: AgentHandle, rule_id: str, m: Marks, pred: Pred, techniques: list[str],
-                 timeout: float = 10.0) -> Obj:
-    """The alert of ``rule_id`` matching ``pred``, with every technique of ``techniques``."""
-    a = agent.wait_alert(rule_id, m.alerts, pred, timeout=timeout)
-    assert alert_rule(a) == rule_id
-    got = alert_techniques(a)
-    for t in techniques:
-        assert t in got, f"{rule_id}: technique {t} missing from {got}"
-    return a
 
 
 def expect_quiet(agent: AgentHandle, rule_id: str, m: Marks, pred: Pred, seen: Pred,
