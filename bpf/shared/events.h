@@ -285,7 +285,11 @@ struct se_cred {
 	__u64 new_cap_inheritable;
 };
 
-enum se_ns_op { SE_NS_MOUNT = 1, SE_NS_UMOUNT = 2, SE_NS_UNSHARE = 3, SE_NS_SETNS = 4 };
+enum se_ns_op {
+	SE_NS_MOUNT = 1, SE_NS_UMOUNT = 2, SE_NS_UNSHARE = 3, SE_NS_SETNS = 4,
+	SE_NS_MOVE_MOUNT = 5,         /* new mount API: attach a mount (source: from_path or the fd in `fd`) */
+	SE_NS_OPEN_TREE = 6,          /* new mount API: open (OPEN_TREE_CLONE: copy) a mount tree; ret = its fd */
+};
 
 struct se_ns {
 	struct se_hdr  hdr;

@@ -75,10 +75,27 @@ static int do_mount(const char *dir)
 	return rm || ru;
 }
 
+/*
+ * A bind mount the way util-linux >= 2.39 makes it: open_tree(OPEN_TREE_CLONE)
+ * then move_mount(MOVE_MOUNT_F_EMPTY_PATH), inside a private mount namespace
+ * of this process only (it goes away with the process: nothing to clean up).
+ */
+static int do_bind_new_api(const char *src, const char *dst)
+{
+	int ru = unshare(CLONE_NEWNS);
+	int rp = ru == 0 ? mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) : -1;
+	long fd = rp == 0 ? syscall(SYS_open_tree, AT_FDCWD, src, 1 /* OPEN_TREE_CLONE */ | O_CLOEXEC) : -1;
+	long rm = fd >= 0 ? syscall(SYS_move_mount, (int)fd, "", AT_FDCWD, dst, 4 /* MOVE_MOUNT_F_EMPTY_PATH */) : -1;
+	struct stat a, b;
+	int same = rm == 0 && stat(src, &a) == 0 && stat(dst, &b) == 0 && a.st_ino == b.st_ino && a.st_dev == b.st_dev;
+	printf("pid=%d\nunshare_ret=%d\ntree_fd=%ld\nmove_ret=%ld\nbound=%d\n", getpid(), ru, fd, rm, same);
+	return !(ru == 0 && rp == 0 && fd >= 0 && rm == 0 && same);
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2) {
-		fprintf(stderr, "usage: %s setuid|capset|ns|mount DIR\n", argv[0]);
+		fprintf(stderr, "usage: %s setuid|capset|ns|mount DIR|bind_new_api SRC DST\n", argv[0]);
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -86,6 +103,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "capset")) return do_capset();
 	if (!strcmp(argv[1], "ns")) return do_ns();
 	if (!strcmp(argv[1], "mount") && argc > 2) return do_mount(argv[2]);
+	if (!strcmp(argv[1], "bind_new_api") && argc > 3) return do_bind_new_api(argv[2], argv[3]);
 	fprintf(stderr, "unknown subcommand %s\n", argv[1]);
 	return 2;
 }

@@ -222,3 +222,39 @@ def test_failed_mount_is_reported_with_errno(agent: Any, helper: str, tmp_path: 
     assert m["unmapped"]["ret"] == -2
     assert m["unmapped"]["target"] == str(missing)
     assert agent.find_all(kind_op(pid, "ns", "umount"), since=mark) == []
+
+
+def test_bind_mount_through_the_new_mount_api(agent: Any, helper: str, tmp_path: Path) -> None:
+    """open_tree(OPEN_TREE_CLONE) + move_mount(MOVE_MOUNT_F_EMPTY_PATH), as util-linux >= 2.39 binds,
+    in the helper's own mount namespace: both steps are reported, the tree's fd ties them."""
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    dst.mkdir()
+    mark = agent.mark()
+    out = run_helper(helper, "bind_new_api", str(src), str(dst))
+    pid = out["pid"]
+    assert out["unshare_ret"] == 0 and out["move_ret"] == 0 and out["bound"] == 1
+
+    t = agent.wait_for(kind_op(pid, "ns", "open_tree"), since=mark)
+    assert (t["class_uid"], t["activity_id"], t["activity_name"]) == (1001, 99, "Open Mount Tree")
+    assert t["status_id"] == 1
+    assert t["file"] == {"name": "src", "type_id": 2, "path": str(src)}
+    assert t["message"] == f"open_tree {src} OPEN_TREE_CLONE|OPEN_TREE_CLOEXEC"
+    tu = t["unmapped"]
+    assert tu["ret"] == out["tree_fd"]
+    assert tu["source"] == str(src)
+    assert tu["fd"] == -100  # AT_FDCWD
+    assert tu["flag_names"] == ["OPEN_TREE_CLONE", "OPEN_TREE_CLOEXEC"]
+
+    m = agent.wait_for(kind_op(pid, "ns", "move_mount"), since=mark)
+    assert (m["class_uid"], m["activity_id"], m["activity_name"]) == (1001, 12, "Mount")
+    assert m["status_id"] == 1
+    assert m["file"] == {"name": "dst", "type_id": 2, "path": str(dst)}
+    assert m["message"] == f"move_mount fd {out['tree_fd']} on {dst}"
+    mu = m["unmapped"]
+    assert mu["ret"] == 0
+    assert mu["fd"] == out["tree_fd"]
+    assert mu["source"] == "" and mu["target"] == str(dst)
+    assert mu["flag_names"] == ["MOVE_MOUNT_F_EMPTY_PATH"]
+    # the mount happened in the namespace the helper had just made
+    assert mu["old_ns"]["mnt"] == mu["new_ns"]["mnt"] != ns_inode("mnt")

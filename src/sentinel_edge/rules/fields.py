@@ -780,6 +780,8 @@ _NS_FLAG_TABLES = {
     ocsf_priv.OP_UNSHARE: ocsf_priv.CLONE_NS_FLAGS,
     ocsf_priv.OP_MOUNT: ocsf_priv.MOUNT_FLAGS,
     ocsf_priv.OP_UMOUNT: ocsf_priv.UMOUNT_FLAGS,
+    ocsf_priv.OP_MOVE_MOUNT: ocsf_priv.MOVE_MOUNT_FLAGS,
+    ocsf_priv.OP_OPEN_TREE: ocsf_priv.OPEN_TREE_FLAGS,
 }
 
 

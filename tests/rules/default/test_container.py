@@ -131,6 +131,27 @@ def test_bind_mount_of_scratch_dir_is_quiet(agent: AgentHandle, scratch: Path) -
     agent.assert_no_alert(HOSTMOUNT, m.alerts, in_tree(pid), settle=0.3)
 
 
+def test_new_api_bind_mount_of_var_run_alerts(agent: AgentHandle, scratch: Path,
+                                              c_helper: Callable[..., str]) -> None:
+    """open_tree(OPEN_TREE_CLONE) + move_mount, as util-linux >= 2.39 binds (private mount namespace)."""
+    m = marks(agent)
+    pid, res = run([c_helper("priv_helper"), "bind_new_api", "/var/run", str(scratch)])
+    assert b"bound=1" in res.stdout
+    a = expect_alert(agent, HOSTMOUNT, m, actor_is(pid), ["T1611"])
+    assert "/var/run" in a["message"]
+
+
+def test_new_api_bind_mount_of_scratch_dir_is_quiet(agent: AgentHandle, scratch: Path,
+                                                    c_helper: Callable[..., str]) -> None:
+    (scratch / "a").mkdir()
+    (scratch / "b").mkdir()
+    m = marks(agent)
+    pid, _ = run([c_helper("priv_helper"), "bind_new_api", str(scratch / "a"), str(scratch / "b")])
+    agent.wait_for(lambda o: ev_kind(o) == "ns" and o.get("unmapped", {}).get("op") == "move_mount"
+                   and o["unmapped"]["proc"]["pid"] == pid, m.events)
+    agent.assert_no_alert(HOSTMOUNT, m.alerts, actor_is(pid), settle=0.3)
+
+
 # -- se.privilege_escalation.mount_in_container -------------------------------------------
 
 CMOUNT = "se.privilege_escalation.mount_in_container"

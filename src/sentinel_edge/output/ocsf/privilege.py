@@ -65,7 +65,10 @@ OP_MOUNT = 1
 OP_UMOUNT = 2
 OP_UNSHARE = 3
 OP_SETNS = 4
-NS_OP_NAMES = {OP_MOUNT: "mount", OP_UMOUNT: "umount", OP_UNSHARE: "unshare", OP_SETNS: "setns"}
+OP_MOVE_MOUNT = 5
+OP_OPEN_TREE = 6
+NS_OP_NAMES = {OP_MOUNT: "mount", OP_UMOUNT: "umount", OP_UNSHARE: "unshare", OP_SETNS: "setns",
+               OP_MOVE_MOUNT: "move_mount", OP_OPEN_TREE: "open_tree"}
 
 CAP_SETS = ("effective", "permitted", "inheritable")
 ID_KEYS = ("uid", "euid", "suid", "fsuid", "gid", "egid", "sgid", "fsgid")
@@ -99,6 +102,15 @@ MOUNT_FLAGS: tuple[tuple[int, str], ...] = (
 )
 UMOUNT_FLAGS: tuple[tuple[int, str], ...] = (
     (1, "MNT_FORCE"), (2, "MNT_DETACH"), (4, "MNT_EXPIRE"), (8, "UMOUNT_NOFOLLOW"),
+)
+OPEN_TREE_FLAGS: tuple[tuple[int, str], ...] = (
+    (1, "OPEN_TREE_CLONE"), (0x100, "AT_SYMLINK_NOFOLLOW"), (0x800, "AT_NO_AUTOMOUNT"),
+    (0x1000, "AT_EMPTY_PATH"), (0x8000, "AT_RECURSIVE"), (0o2000000, "OPEN_TREE_CLOEXEC"),
+)
+MOVE_MOUNT_FLAGS: tuple[tuple[int, str], ...] = (
+    (1, "MOVE_MOUNT_F_SYMLINKS"), (2, "MOVE_MOUNT_F_AUTOMOUNTS"), (4, "MOVE_MOUNT_F_EMPTY_PATH"),
+    (0x10, "MOVE_MOUNT_T_SYMLINKS"), (0x20, "MOVE_MOUNT_T_AUTOMOUNTS"), (0x40, "MOVE_MOUNT_T_EMPTY_PATH"),
+    (0x100, "MOVE_MOUNT_SET_GROUP"), (0x200, "MOVE_MOUNT_BENEATH"),
 )
 
 
@@ -202,18 +214,30 @@ def map_ns(event: Event, host: HostInfo) -> dict[str, Any]:
     target = text(d.get("target")) or ""
     source = text(d.get("source")) or ""
     fstype = text(d.get("fstype")) or ""
-    if op in (OP_MOUNT, OP_UMOUNT):
+    if op in (OP_MOUNT, OP_UMOUNT, OP_MOVE_MOUNT, OP_OPEN_TREE):
+        fd = int(d.get("fd", -1))
+        activity_name = None
         if op == OP_MOUNT:
             msg = f"mount {source or '-'} on {target} type {fstype or '-'}"
+            activity = ACTIVITY_MOUNT
+        elif op == OP_MOVE_MOUNT:
+            msg = f"move_mount {source or f'fd {fd}'} on {target}"
+            activity = ACTIVITY_MOUNT
+        elif op == OP_OPEN_TREE:
+            msg = f"open_tree {source} " + ("|".join(flag_names(flags, OPEN_TREE_FLAGS)) or "0")
+            activity, activity_name = ACTIVITY_OTHER, "Open Mount Tree"
         else:
             msg = f"umount {target}"
+            activity = ACTIVITY_UNMOUNT
         obj = base(event, host, class_uid=CLASS_FILE_SYSTEM_ACTIVITY, category_uid=CATEGORY_SYSTEM,
-                   activity_id=ACTIVITY_MOUNT if op == OP_MOUNT else ACTIVITY_UNMOUNT,
-                   status_id=status_id, message=msg)
-        tname = target.rstrip("/").rsplit("/", 1)[-1] or target or "?"
+                   activity_id=activity, status_id=status_id, message=msg,
+                   activity_name=activity_name)
+        # the file object: what is mounted on (mount, move_mount, umount) or the tree opened (open_tree)
+        fpath = source if op == OP_OPEN_TREE else target
+        tname = fpath.rstrip("/").rsplit("/", 1)[-1] or fpath or "?"
         fobj: dict[str, Any] = {"name": tname, "type_id": FILE_TYPE_FOLDER}
-        if target:
-            fobj["path"] = target
+        if fpath:
+            fobj["path"] = fpath
         obj["file"] = fobj
     elif op == OP_UNSHARE:
         obj = base(event, host, class_uid=CLASS_PROCESS_ACTIVITY, category_uid=CATEGORY_SYSTEM,
@@ -234,12 +258,16 @@ def map_ns(event: Event, host: HostInfo) -> dict[str, Any]:
     unm["flags"] = flags
     # the strings as given (mount: all three; umount: target); any the kernel sent is kept
     for key, value in (("source", source), ("target", target), ("fstype", fstype)):
-        if value or op == OP_MOUNT or (op == OP_UMOUNT and key == "target"):
+        if value or op == OP_MOUNT or (op == OP_UMOUNT and key == "target") or (
+                op == OP_MOVE_MOUNT and key != "fstype") or (op == OP_OPEN_TREE and key == "source"):
             unm[key] = value
     if op == OP_MOUNT:
         unm["flag_names"] = flag_names(flags, MOUNT_FLAGS)
     elif op == OP_UMOUNT:
         unm["flag_names"] = flag_names(flags, UMOUNT_FLAGS)
+    elif op in (OP_MOVE_MOUNT, OP_OPEN_TREE):
+        unm["flag_names"] = flag_names(flags, MOVE_MOUNT_FLAGS if op == OP_MOVE_MOUNT else OPEN_TREE_FLAGS)
+        unm["fd"] = int(d.get("fd", -1))
     elif op == OP_UNSHARE:
         unm["flag_names"] = flag_names(flags, CLONE_NS_FLAGS)
     else:
