@@ -13,25 +13,14 @@
  */
 #include "priv.h"
 
-SEC("tp/syscalls/sys_enter_mount")
-int priv_mount_enter(struct se_sys_enter_ctx *ctx)
-{
-	if (se_skip(SE_SENSOR_PRIV))
-		return 0;
-	priv__ns_save(ctx, 4);
-	return 0;
-}
+PRIV_NS_ENTER(mount, 4)
 
 SEC("tp/syscalls/sys_exit_mount")
 int priv_mount_exit(struct se_sys_exit_ctx *ctx)
 {
 	struct se_inflight in;
-	if (priv__take(&in, ctx->id))
-		return 0;
-	struct se_heap *heap = se_heap__get();
-	if (!heap)
-		return 0;
-	struct se_ns *ev = priv__ns_event(heap, &in, SE_NS_MOUNT, ctx->ret);
+	struct se_heap *heap;
+	struct se_ns *ev = priv__ns_exit(ctx, &in, &heap, SE_NS_MOUNT);
 	if (!ev)
 		return 0;
 	__u32 pos = sizeof(struct se_ns);
@@ -46,25 +35,14 @@ int priv_mount_exit(struct se_sys_exit_ctx *ctx)
 }
 
 /* the kernel names umount2(2) "umount" */
-SEC("tp/syscalls/sys_enter_umount")
-int priv_umount_enter(struct se_sys_enter_ctx *ctx)
-{
-	if (se_skip(SE_SENSOR_PRIV))
-		return 0;
-	priv__ns_save(ctx, 2);
-	return 0;
-}
+PRIV_NS_ENTER(umount, 2)
 
 SEC("tp/syscalls/sys_exit_umount")
 int priv_umount_exit(struct se_sys_exit_ctx *ctx)
 {
 	struct se_inflight in;
-	if (priv__take(&in, ctx->id))
-		return 0;
-	struct se_heap *heap = se_heap__get();
-	if (!heap)
-		return 0;
-	struct se_ns *ev = priv__ns_event(heap, &in, SE_NS_UMOUNT, ctx->ret);
+	struct se_heap *heap;
+	struct se_ns *ev = priv__ns_exit(ctx, &in, &heap, SE_NS_UMOUNT);
 	if (!ev)
 		return 0;
 	__u32 pos = sizeof(struct se_ns);
@@ -77,25 +55,14 @@ int priv_umount_exit(struct se_sys_exit_ctx *ctx)
 }
 
 /* open_tree(dfd, path, flags) */
-SEC("tp/syscalls/sys_enter_open_tree")
-int priv_open_tree_enter(struct se_sys_enter_ctx *ctx)
-{
-	if (se_skip(SE_SENSOR_PRIV))
-		return 0;
-	priv__ns_save(ctx, 3);
-	return 0;
-}
+PRIV_NS_ENTER(open_tree, 3)
 
 SEC("tp/syscalls/sys_exit_open_tree")
 int priv_open_tree_exit(struct se_sys_exit_ctx *ctx)
 {
 	struct se_inflight in;
-	if (priv__take(&in, ctx->id))
-		return 0;
-	struct se_heap *heap = se_heap__get();
-	if (!heap)
-		return 0;
-	struct se_ns *ev = priv__ns_event(heap, &in, SE_NS_OPEN_TREE, ctx->ret);
+	struct se_heap *heap;
+	struct se_ns *ev = priv__ns_exit(ctx, &in, &heap, SE_NS_OPEN_TREE);
 	if (!ev)
 		return 0;
 	__u32 pos = sizeof(struct se_ns);
@@ -108,25 +75,14 @@ int priv_open_tree_exit(struct se_sys_exit_ctx *ctx)
 }
 
 /* move_mount(from_dfd, from_path, to_dfd, to_path, flags) */
-SEC("tp/syscalls/sys_enter_move_mount")
-int priv_move_mount_enter(struct se_sys_enter_ctx *ctx)
-{
-	if (se_skip(SE_SENSOR_PRIV))
-		return 0;
-	priv__ns_save(ctx, 5);
-	return 0;
-}
+PRIV_NS_ENTER(move_mount, 5)
 
 SEC("tp/syscalls/sys_exit_move_mount")
 int priv_move_mount_exit(struct se_sys_exit_ctx *ctx)
 {
 	struct se_inflight in;
-	if (priv__take(&in, ctx->id))
-		return 0;
-	struct se_heap *heap = se_heap__get();
-	if (!heap)
-		return 0;
-	struct se_ns *ev = priv__ns_event(heap, &in, SE_NS_MOVE_MOUNT, ctx->ret);
+	struct se_heap *heap;
+	struct se_ns *ev = priv__ns_exit(ctx, &in, &heap, SE_NS_MOVE_MOUNT);
 	if (!ev)
 		return 0;
 	__u32 pos = sizeof(struct se_ns);

@@ -5,25 +5,14 @@
  */
 #include "priv.h"
 
-SEC("tp/syscalls/sys_enter_unshare")
-int priv_unshare_enter(struct se_sys_enter_ctx *ctx)
-{
-	if (se_skip(SE_SENSOR_PRIV))
-		return 0;
-	priv__ns_save(ctx, 1);
-	return 0;
-}
+PRIV_NS_ENTER(unshare, 1)
 
 SEC("tp/syscalls/sys_exit_unshare")
 int priv_unshare_exit(struct se_sys_exit_ctx *ctx)
 {
 	struct se_inflight in;
-	if (priv__take(&in, ctx->id))
-		return 0;
-	struct se_heap *heap = se_heap__get();
-	if (!heap)
-		return 0;
-	struct se_ns *ev = priv__ns_event(heap, &in, SE_NS_UNSHARE, ctx->ret);
+	struct se_heap *heap;
+	struct se_ns *ev = priv__ns_exit(ctx, &in, &heap, SE_NS_UNSHARE);
 	if (!ev)
 		return 0;
 	ev->flags = in.args[0];
@@ -32,25 +21,14 @@ int priv_unshare_exit(struct se_sys_exit_ctx *ctx)
 	return 0;
 }
 
-SEC("tp/syscalls/sys_enter_setns")
-int priv_setns_enter(struct se_sys_enter_ctx *ctx)
-{
-	if (se_skip(SE_SENSOR_PRIV))
-		return 0;
-	priv__ns_save(ctx, 2);
-	return 0;
-}
+PRIV_NS_ENTER(setns, 2)
 
 SEC("tp/syscalls/sys_exit_setns")
 int priv_setns_exit(struct se_sys_exit_ctx *ctx)
 {
 	struct se_inflight in;
-	if (priv__take(&in, ctx->id))
-		return 0;
-	struct se_heap *heap = se_heap__get();
-	if (!heap)
-		return 0;
-	struct se_ns *ev = priv__ns_event(heap, &in, SE_NS_SETNS, ctx->ret);
+	struct se_heap *heap;
+	struct se_ns *ev = priv__ns_exit(ctx, &in, &heap, SE_NS_SETNS);
 	if (!ev)
 		return 0;
 	ev->fd = (__s32)in.args[0];

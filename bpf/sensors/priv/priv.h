@@ -170,4 +170,28 @@ static __always_inline struct se_ns *priv__ns_event(struct se_heap *heap, const 
 	return ev;
 }
 
+/* The enter program of a namespace or mount syscall: save its first nargs arguments and the
+ * namespace ids at entry (tracepoint sys_enter_<name>, program priv_<name>_enter). */
+#define PRIV_NS_ENTER(name, nargs)                                      \
+	SEC("tp/syscalls/sys_enter_" #name)                              \
+	int priv_##name##_enter(struct se_sys_enter_ctx *ctx)            \
+	{                                                                \
+		if (se_skip(SE_SENSOR_PRIV))                             \
+			return 0;                                        \
+		priv__ns_save(ctx, nargs);                               \
+		return 0;                                                \
+	}
+
+/* At exit: take the saved entry and start the event (NULL: nothing to report). */
+static __always_inline struct se_ns *priv__ns_exit(struct se_sys_exit_ctx *ctx, struct se_inflight *in,
+						   struct se_heap **heap, __u32 op)
+{
+	if (priv__take(in, ctx->id))
+		return NULL;
+	*heap = se_heap__get();
+	if (!*heap)
+		return NULL;
+	return priv__ns_event(*heap, in, op, ctx->ret);
+}
+
 #endif /* SE_PRIV_H */
