@@ -24,8 +24,9 @@ from typing import Any
 
 from sentinel_edge.errors import RuleError
 from sentinel_edge.model import Event
+from sentinel_edge.rules.ast import Const
 from sentinel_edge.rules.compiler import CompiledRule
-from sentinel_edge.rules.index import Bucket, choose_keys, key_options, rule_ops
+from sentinel_edge.rules.index import Bucket, Keys, choose_keys, key_options, rule_ops, specialize
 from sentinel_edge.rules.model import Alert
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,6 @@ class Engine:
             self._by_kind[kind] = tuple(r for r in self.rules if r.kinds is None or kind in r.kinds)
         self._stateful = tuple(r for r in self.rules if r.correlator is not None)
         self._ops = {r.meta.id: rule_ops(r.node) for r in self.rules}
-        self._keys = choose_keys({r.meta.id: key_options(r.node) for r in self.rules})
         self._buckets: dict[tuple[str, str | None], Bucket] = {}
         self._raw_buckets: dict[tuple[str, Any], Bucket] = {}
         from sentinel_edge.rules.fields import FIELDS
@@ -154,9 +154,18 @@ class Engine:
             op = self._op_of(ev)
             b = self._buckets.get((kind, op))
             if b is None:
-                rules = [r for r in self._by_kind.get(kind, ()) if (ops := self._ops[r.meta.id]) is None
-                         or (op is not None and op in ops)]
-                b = self._buckets[(kind, op)] = Bucket(rules, self._keys)
+                rules = []
+                options: dict[str, list[Keys]] = {}
+                for r in self._by_kind.get(kind, ()):
+                    ops = self._ops[r.meta.id]
+                    if ops is not None and (op is None or op not in ops):
+                        continue
+                    node = specialize(r.node, kind, op) if r.node is not None else None
+                    if isinstance(node, Const) and not node.value:
+                        continue  # no branch of the rule can match this kind and op
+                    rules.append(r)
+                    options[r.meta.id] = key_options(node)
+                b = self._buckets[(kind, op)] = Bucket(rules, choose_keys(options))
             self._raw_buckets[raw] = b
         return b
 
@@ -208,7 +217,7 @@ class Engine:
             r.correlator.expire(now_ns)
 
     def index_summary(self) -> dict[str, int]:
-        keyed = sum(1 for k in self._keys.values() if k)
+        keyed = sum(1 for r in self.rules if key_options(r.node))
         by_op = sum(1 for o in self._ops.values() if o is not None)
         return {"rules": len(self.rules), "keyed": keyed, "op_indexed": by_op}
 

@@ -41,7 +41,14 @@ from typing import Any
 from sentinel_edge.errors import RuleError
 from sentinel_edge.model import Event
 from sentinel_edge.rules.ast import And, Call, Compare, Const, Exists, Field, Node, Not, Or, Pos
-from sentinel_edge.rules.compiler import CompiledRule, compile_condition, compile_getter, describe, operand_type
+from sentinel_edge.rules.compiler import (
+    CompiledRule,
+    compile_condition,
+    compile_getter,
+    describe,
+    kinds_of,
+    operand_type,
+)
 
 _NOPOS = Pos()
 
@@ -293,6 +300,31 @@ def rule_keys(node: Node | None) -> Keys | None:
                 best, best_rank = k, rank
         return best
     return None
+
+
+def specialize(node: Node, kind: str, op: str | None) -> Node:
+    """The condition as events of one (kind, op) can meet it: branches of an ``or`` that require
+    another kind or op are dropped (an ``or`` left with none is false). Exact for those events;
+    used to find keys per bucket (``file_modified and ...`` keeps only its open branch for opens)."""
+    if isinstance(node, And):
+        items = tuple(specialize(i, kind, op) for i in node.items)
+        if any(isinstance(i, Const) and not i.value for i in items):
+            return Const(False)
+        return And(items)
+    if isinstance(node, Or):
+        kept = []
+        for item in node.items:
+            ks = kinds_of(item)
+            ops = rule_ops(item)
+            if (ks is not None and kind not in ks) or (ops is not None and op not in ops):
+                continue
+            s = specialize(item, kind, op)
+            if not (isinstance(s, Const) and not s.value):
+                kept.append(s)
+        if not kept:
+            return Const(False)
+        return kept[0] if len(kept) == 1 else Or(tuple(kept))
+    return node
 
 
 def key_options(node: Node | None) -> list[Keys]:
