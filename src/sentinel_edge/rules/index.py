@@ -60,7 +60,7 @@ _KEY_OPS = {
     "contains": ("sub", False), "icontains": ("sub", True),
 }
 # lower is a better (more selective, cheaper) key
-_MODE_RANK = {"eq": 0, "pre": 1, "suf": 2, "sub": 3, "beq": 4}
+_MODE_RANK = {"eq": 0, "ieq": 0, "pre": 1, "suf": 2, "sub": 3, "beq": 4}
 # fields indexed by bucket already
 _NOT_KEYS = {"event.kind", "event.op"}
 _REGEX_META = set(".^$*+?{}[]\\|()")
@@ -234,6 +234,11 @@ def _compare_keys(c: Compare) -> list[tuple[RuleKey, Field | Call]] | None:
     operand = describe(c.left)
     if t == "bool" and c.op == "=" and isinstance(c.value, bool):
         return [(RuleKey(operand, "beq", False, (c.value,), _MODE_RANK["beq"]), c.left)]
+    if t in ("int", "list[int]") and c.op in ("=", "in"):
+        ints = c.value if isinstance(c.value, tuple) else (c.value,)
+        if ints and all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            return [(RuleKey(operand, "ieq", False, tuple(ints), _MODE_RANK["ieq"]), c.left)]
+        return None
     if t not in ("str", "list[str]"):
         return None
     vals = _str_values(c)
@@ -346,13 +351,20 @@ def choose_keys(options: dict[str, list[Keys]]) -> dict[str, Keys | None]:
     """One key set per rule, preferring operands many rules test (each operand is one field read
     per event in the generated index), then the more selective test."""
     popularity: dict[str, int] = {}
+    same: dict[RuleKey, int] = {}
     for opts in options.values():
         for operand in {key.operand for keys in opts for key, _ in keys}:
             popularity[operand] = popularity.get(operand, 0) + 1
+        for key in {key for keys in opts for key, _ in keys}:
+            same[key] = same.get(key, 0) + 1
 
-    def score(keys: Keys) -> tuple[int, int, int]:
+    def score(keys: Keys) -> tuple[int, int, int, int]:
         weak = max(key.rank for key, _ in keys) >= _MODE_RANK["beq"]
-        return (int(weak), -min(popularity[key.operand] for key, _ in keys),
+        # a field of a handful of values tested alike in many rules is a shared filter (Sigma's
+        # `net.family in (inet, inet6)` in every network rule): it tells those rules apart from
+        # nothing and most events pass it, so another key is better
+        shared = any(key.operand in COARSE_OPERANDS and same[key] > SHARED_KEY_RULES for key, _ in keys)
+        return (int(weak), int(shared), -min(popularity[key.operand] for key, _ in keys),
                 max(key.rank for key, _ in keys) * 8 + min(len(keys), 7))
 
     return {rid: (min(opts, key=score) if opts else None) for rid, opts in options.items()}
@@ -379,7 +391,7 @@ class _Group:
         self.entries.append((slot, key))
 
     def seal(self) -> None:
-        if self.mode in ("eq", "beq"):
+        if self.mode in ("eq", "beq", "ieq"):
             for slot, key in self.entries:
                 for v in set(key.values):
                     self._by_value.setdefault(v, []).append(slot)
@@ -404,6 +416,12 @@ class _Group:
             found = self._by_value.get(v)
             if found:
                 out.update(found)
+            return
+        if self.mode == "ieq":
+            for x in (v if isinstance(v, list) else (v,)):
+                found = self._by_value.get(x)
+                if found:
+                    out.update(found)
             return
         for x in (v if isinstance(v, list) else (v,)):
             if not isinstance(x, str):
@@ -450,6 +468,10 @@ def _strip(n: Any) -> Any:
 
 
 _UNSET = object()
+# a test of one of these few-valued fields written identically in more rules than this is a
+# shared filter, a poor key
+SHARED_KEY_RULES = 2
+COARSE_OPERANDS = frozenset({"net.family", "net.type", "net.proto", "net.state", "net.old_state", "event.errno"})
 # fewest rules sharing a key test for it to be tested as a group
 MIN_GROUP = 1
 # an And is tested cheapest-first, like the compiler does (atoms are pure, order only changes speed)
@@ -535,6 +557,14 @@ class Bucket:
                 lines.append(f"        h = D{gi}.get(v)")
                 lines.append("        if h:")
                 lines.append("            out.update(h)")
+            ieq = [gi for gi in gis if self.groups[gi].mode == "ieq"]
+            for gi in ieq:
+                ns[f"D{gi}"] = self.groups[gi]._by_value
+                lines.append("        for x in (v if type(v) is list else (v,)):")
+                lines.append(f"            h = D{gi}.get(x)")
+                lines.append("            if h:")
+                lines.append("                out.update(h)")
+            strs = [gi for gi in strs if self.groups[gi].mode != "ieq"]
             if not strs:
                 lines.append("        pass")
                 continue
