@@ -298,8 +298,8 @@ def latency(sigma_dir: Path, seconds: float, events_out: bool) -> None:
         dropped = status.get("kernel_dropped", 0) + status.get("user_dropped", 0)
         decoded = status.get("decoded", 0)
         mode = "every event also written as OCSF JSON" if events_out else "alerts only (--no-events)"
-        print(f"latency at ~10k events/s, {mode} ({decoded} events decoded in the run, {dropped} lost): "
-              f"{len(lat)} of {markers} marker alerts")
+        print(f"latency at ~10k events/s offered, {mode}: {decoded} events decoded in {seconds:.0f} s "
+              f"(~{decoded / seconds:,.0f}/s reached), {dropped} lost; {len(lat)} of {markers} marker alerts")
         if lat:
             p50 = statistics.median(lat)
             p99 = lat[min(len(lat) - 1, int(0.99 * len(lat)))]
