@@ -329,7 +329,31 @@ def specialize(node: Node, kind: str, op: str | None) -> Node:
         if not kept:
             return Const(False)
         return kept[0] if len(kept) == 1 else Or(tuple(kept))
+    if isinstance(node, Compare | Exists) and _absent(node, kind, op):
+        return Const(False)
     return node
+
+
+# fields that have a value only for some ops of their kind (rules/fields.py): a comparison on
+# them is false for events of any other op, as every comparison on a missing value is
+OP_ONLY_FIELDS = {
+    "file.new_path": frozenset({"rename", "link", "symlink"}),
+    "file.new_name": frozenset({"rename", "link", "symlink"}),
+    "file.target": frozenset({"symlink"}),
+}
+
+
+def _absent(node: Compare | Exists, kind: str, op: str | None) -> bool:
+    """The node's (left) field certainly has no value for events of this kind and op."""
+    if isinstance(node, Compare) and isinstance(node.value, tuple) and not node.value:
+        return False  # an empty value list compiles to a constant, whatever the field
+    left: Any = node.field if isinstance(node, Exists) else node.left
+    while isinstance(left, Call):
+        left = left.arg
+    if not isinstance(left, Field):
+        return False
+    ops = OP_ONLY_FIELDS.get(left.name)
+    return ops is not None and kind == "file" and op not in ops
 
 
 def key_options(node: Node | None) -> list[Keys]:
