@@ -61,3 +61,12 @@ def test_missing_and_undecodable_files(tmp_path: Path) -> None:
     bad.write_bytes(b"sensors:\n  net: \xff\xfe\n")
     with pytest.raises(ConfigError, match=r"bin\.yaml: cannot read config"):
         config.load(bad)
+
+
+@pytest.mark.parametrize(("text", "want"), [("on", "on"), ("off", "off"), ("yes", "on"), ('"on"', "on"),
+                                            ("auto", "auto")])
+def test_syscall_fallback_bare_on_off(tmp_path: Path, text: str, want: str) -> None:
+    """YAML 1.1 reads a bare `on`/`off`/`yes` as a boolean; the setting takes it as the word."""
+    p = tmp_path / "c.yaml"
+    p.write_text(f"mem:\n  syscall_fallback: {text}\n")
+    assert config.load(p).mem.syscall_fallback == want

@@ -223,6 +223,10 @@ def load(path: str | Path | None) -> AgentConfig:
     if data is None:
         data = {}
     nodes = _node_index(root) if root is not None else {}
+    mem = data.get("mem") if isinstance(data, dict) else None
+    if isinstance(mem, dict) and isinstance(mem.get("syscall_fallback"), bool):
+        # YAML 1.1 reads a bare on/off as a boolean: take it as the word it was
+        mem["syscall_fallback"] = "on" if mem["syscall_fallback"] else "off"
     alerts = data.pop("alerts", None) if isinstance(data, dict) else None
     cfg = _build(AgentConfig, data, "", str(p), nodes)
     cfg.alerts = alerts_config_from_dict(alerts, str(p), nodes=nodes)
