@@ -227,6 +227,29 @@ def expect_alert(agent: AgentHandle, rule_id: str, m: Marks, pred: Callable[[Obj
     return a
 
 
+def run_cmd(cmd: list[str], *, check: bool = True, input: bytes | None = None, timeout: float = 60,
+            **popen: Any) -> tuple[int, subprocess.CompletedProcess[bytes]]:
+    """Run ``cmd`` to completion (bounded; Popen keywords such as cwd, env, user pass through);
+    returns its pid (the actor of its events) and the result."""
+    p = subprocess.Popen(cmd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, **popen)
+    try:
+        out, err = p.communicate(input, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        p.communicate()
+        raise
+    res = subprocess.CompletedProcess(cmd, p.returncode, out, err)
+    if check:
+        assert p.returncode == 0, f"{cmd}: rc={p.returncode}\n{out.decode()[-2000:]}\n{err.decode()[-2000:]}"
+    return p.pid, res
+
+
+def run_py(code: str, **kw: Any) -> tuple[int, subprocess.CompletedProcess[bytes]]:
+    """Run ``code`` in a fresh Python process (its pid is the actor)."""
+    return run_cmd([sys.executable, "-c", code], **kw)
+
+
 def summary(o: Obj) -> str:
     """One short line per object for failure messages."""
     um = o.get("unmapped", {})

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import AgentHandle, Marks, expect_alert, marks  # noqa: F401  (re-exported for the tests)
+from conftest import run_cmd as run
+from conftest import run_py as py  # noqa: F401
 
 Obj = dict[str, Any]
 Pred = Callable[[Obj], bool]
@@ -82,30 +83,6 @@ def expect_quiet(agent: AgentHandle, rule_id: str, m: Marks, pred: Pred, seen: P
     """
     agent.wait_for(seen, m.events, timeout=10)
     agent.assert_no_alert(rule_id, m.alerts, pred, settle=settle)
-
-
-def run(cmd: list[str], *, env: dict[str, str] | None = None, cwd: str | Path | None = None,
-        user: int | None = None, executable: str | None = None, input: bytes | None = None,
-        check: bool = True, pass_fds: tuple[int, ...] = ()) -> tuple[int, subprocess.CompletedProcess[bytes]]:
-    """Run ``cmd`` to completion (bounded); returns its pid and the result."""
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, user=user, executable=executable, pass_fds=pass_fds,
-                         stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
-        out, err = p.communicate(input, timeout=30)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        raise
-    res = subprocess.CompletedProcess(cmd, p.returncode, out, err)
-    if check:
-        assert p.returncode == 0, f"{cmd}: rc={p.returncode}\n{out.decode()[-2000:]}\n{err.decode()[-2000:]}"
-    return p.pid, res
-
-
-def py(code: str, **kw: Any) -> tuple[int, subprocess.CompletedProcess[bytes]]:
-    """Run ``code`` in a fresh Python process (its pid is the actor)."""
-    return run([PYTHON, "-c", code], **kw)
 
 
 @contextmanager

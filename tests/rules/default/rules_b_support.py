@@ -33,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 from conftest import AgentHandle, Marks, expect_alert, marks  # noqa: F401  (re-exported for the tests)
+from conftest import run_cmd as run  # noqa: F401
+from conftest import run_py as py  # noqa: F401
 
 Obj = dict[str, Any]
 Pred = Callable[[Obj], bool]
@@ -112,28 +114,6 @@ def expect_quiet(agent: AgentHandle, rule_id: str, m: Marks, pred: Pred, seen: P
 
 
 # ---------------------------------------------------------------- processes
-
-
-def run(cmd: list[str], *, check: bool = True, cwd: str | Path | None = None, input: bytes | None = None,
-        timeout: float = 60, **kw: Any) -> tuple[int, subprocess.CompletedProcess[bytes]]:
-    """Run ``cmd`` to completion (bounded); its pid and result."""
-    p = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
-    try:
-        out, err = p.communicate(input, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.kill()
-        p.communicate()
-        raise
-    res = subprocess.CompletedProcess(cmd, p.returncode, out, err)
-    if check:
-        assert p.returncode == 0, f"{cmd}: rc={p.returncode}\n{out.decode()[-2000:]}\n{err.decode()[-2000:]}"
-    return p.pid, res
-
-
-def py(code: str, **kw: Any) -> tuple[int, subprocess.CompletedProcess[bytes]]:
-    """Run ``code`` in a fresh Python process (its pid is the actor)."""
-    return run([PYTHON, "-c", code], **kw)
 
 
 @contextmanager
