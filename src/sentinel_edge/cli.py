@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import logging
 import signal
@@ -57,6 +58,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGHUP, on_hup)
+    # `kill -USR1 <pid>`: every thread's Python stack to stderr, even when the
+    # main thread is stuck in a system call or in C (docs/config.md, troubleshooting)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     try:
         report = agent.start()
         attached = len(report.attached())
