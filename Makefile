@@ -1,6 +1,7 @@
 # Builds the BPF objects: every bpf/sensors/**/*.bpf.c compiled with clang
 # -target bpf (CO-RE), then linked by the BPF static linker into one object
-# shipped inside the Python package; plus the ring header walk
+# shipped inside the Python package; bpf/enforce/*.bpf.c likewise into the
+# enforcement object; plus the ring header walk
 # (src/sentinel_edge/loader/ringwalk.c) as a tiny shared object loaded with
 # ctypes by loader/ringbuf.py (which falls back to Python without it).
 CLANG   ?= clang
@@ -11,6 +12,9 @@ OUT     := src/sentinel_edge/_bpf/sentinel.bpf.o
 SRCS    := $(shell find bpf/sensors -name '*.bpf.c' | sort)
 OBJS    := $(patsubst bpf/%.bpf.c,$(BUILD)/%.o,$(SRCS))
 HDRS    := $(shell find bpf -name '*.h')
+ENF     := src/sentinel_edge/_bpf/enforce.bpf.o
+ENFSRCS := $(shell find bpf/enforce -name '*.bpf.c' | sort)
+ENFOBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.o,$(ENFSRCS))
 WALK    := src/sentinel_edge/_bpf/ringwalk.so
 WALKSRC := src/sentinel_edge/loader/ringwalk.c
 HOSTCFLAGS := -O2 -Wall -Wextra -Werror -fPIC -shared
@@ -18,7 +22,7 @@ CFLAGS  := -g -O2 -Wall -Werror -Wno-unused-function -target bpf -D__TARGET_ARCH
            -Ibpf -Ibpf/include -mcpu=v3
 
 .PHONY: all clean vmlinux
-all: $(OUT) $(WALK)
+all: $(OUT) $(ENF) $(WALK)
 
 $(BUILD)/%.o: bpf/%.bpf.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -27,6 +31,11 @@ $(BUILD)/%.o: bpf/%.bpf.c $(HDRS)
 $(OUT): $(OBJS)
 	@mkdir -p $(dir $@)
 	$(BPFTOOL) gen object $@ $(OBJS)
+
+# enforcement: its own object, pinned in bpffs so it outlives the agent
+$(ENF): $(ENFOBJS)
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) gen object $@ $(ENFOBJS)
 
 $(WALK): $(WALKSRC)
 	@mkdir -p $(dir $@)
@@ -37,4 +46,4 @@ vmlinux:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
 
 clean:
-	rm -rf build $(OUT) $(WALK)
+	rm -rf build $(OUT) $(ENF) $(WALK)

@@ -50,6 +50,7 @@ enum se_event_type {
 	SE_EV_MODULE      = 43,  /* struct se_module (init/finit/delete_module) */
 	SE_EV_BPF         = 44,  /* struct se_bpf  (bpf() by other processes) */
 	SE_EV_IO_URING    = 45,  /* struct se_io_uring */
+	SE_EV_ENFORCE     = 50,  /* struct se_enforce (enforce.bpf.o, ring se_enf_ring) */
 	SE_EV_LOSS        = 90,  /* reserved: synthesised by user space */
 };
 
@@ -423,6 +424,145 @@ struct se_io_uring {
  * family's op (e.g. enum se_module_op) in the high 16 bits.
  */
 #define SE_FALLBACK_VALUE(type, op) ((__u32)(type) | ((__u32)(op) << 16))
+
+/* ---- enforcement (bpf/enforce/, object enforce.bpf.o, pinned in bpffs) --
+ *
+ * Policy maps are keyed by a generation: user space writes a new policy set
+ * under the next generation, flips se_enf_state.active_gen with one write,
+ * then deletes the old generation's entries. A program reads active_gen once
+ * per invocation, so it sees one whole policy set, never a mix or nothing.
+ */
+#define SE_ENF_POLICY_MAX  256     /* policies per set (idx < this) */
+#define SE_ENF_MATCH_MAX   8       /* policies sharing one map entry */
+#define SE_ENF_PATH_LPM    248     /* bytes of a path compared by the prefix trie (LPM data <= 256) */
+
+enum se_enf_kind {
+	SE_ENF_EXEC     = 1,       /* exec deny (sched_process_exec) */
+	SE_ENF_BPF      = 2,       /* bpf(BPF_PROG_LOAD) by a non-allowed program */
+	SE_ENF_MODULE   = 3,       /* init_module / finit_module by a non-allowed program */
+	SE_ENF_CONNECT  = 4,       /* outbound connect (cgroup/connect4|6) */
+	SE_ENF_INBOUND  = 5,       /* inbound packet source (XDP) */
+};
+
+enum se_enf_action {
+	SE_ENF_ACT_AUDIT = 0,      /* audit mode, or the kill switch is off: observed, let through */
+	SE_ENF_ACT_KILL  = 1,      /* SIGKILL sent (result: bpf_send_signal's return) */
+	SE_ENF_ACT_DENY  = 2,      /* the call failed with EPERM */
+	SE_ENF_ACT_DROP  = 3,      /* packet dropped */
+};
+
+enum se_enf_match {
+	SE_ENF_BY_IDENTITY = 1,    /* (dev, ino, generation) of the executable */
+	SE_ENF_BY_PREFIX   = 2,    /* resolved path of the executable */
+	SE_ENF_BY_FILENAME = 3,    /* path given to execve / the #! script (absolute only) */
+	SE_ENF_BY_NETWORK  = 4,    /* CIDR (and port) */
+	SE_ENF_BY_ALLOWLIST = 5,   /* not on the allow list (kernel tamper) */
+};
+
+/* se_enf_state[0]: the whole switchboard */
+struct se_enf_state {
+	__u32 active_gen;          /* generation of the policy set in force */
+	__u32 armed;               /* kill switch: 0 = nothing is blocked (hits are reported as audit) */
+	__u32 agent_tgid;          /* never killed or denied */
+	__u32 _pad0;
+	__u64 agent_start_ns;      /* start_boottime of the agent (with agent_tgid: the agent's identity) */
+	__u64 updated_ns;          /* bpf_ktime_get_boot_ns() style clock of the last change (user space) */
+};
+
+enum se_enf_scope_flags {
+	SE_SCOPE_USERS      = 1 << 0,   /* uid or euid in the set (what 1) */
+	SE_SCOPE_HOST       = 1 << 1,   /* only tasks in the initial pid namespace */
+	SE_SCOPE_CONTAINERS = 1 << 2,   /* only tasks outside the initial pid namespace */
+	SE_SCOPE_CGROUPS    = 1 << 3,   /* cgroup v2 id in the set (what 2): named containers */
+	SE_SCOPE_PARENTS    = 1 << 4,   /* parent's executable (dev, ino) in the set (what 3) */
+};
+
+/* se_enf_meta[0]: which build of enforce.bpf.o is pinned (a new build replaces it) */
+struct se_enf_meta {
+	__u8  obj_sha256[32];
+	__u64 installed_ns;
+};
+
+struct se_enf_policy_key {
+	__u32 gen;
+	__u32 idx;
+};
+
+struct se_enf_policy {
+	__u32 kind;                /* enum se_enf_kind */
+	__u32 enforce;             /* 1 enforce, 0 audit */
+	__u32 scope;               /* enum se_enf_scope_flags */
+	__u32 host_pid_ns;         /* inum of the initial pid namespace (host/containers scope) */
+};
+
+#define SE_SCOPE_WHAT_UID    1
+#define SE_SCOPE_WHAT_CGROUP 2
+#define SE_SCOPE_WHAT_PARENT 3
+
+struct se_enf_scope_key {
+	__u32 gen;
+	__u16 idx;
+	__u16 what;                /* SE_SCOPE_WHAT_* */
+	__u64 value;               /* uid, cgroup id, or parent exe ino */
+	__u64 value2;              /* parent exe dev (0 otherwise) */
+};
+
+/* which policies one map entry belongs to */
+struct se_enf_match_val {
+	__u32 igen;                /* inode generation to compare (identity entries) */
+	__u16 has_igen;            /* 0: the filesystem has no generation, compare (dev, ino) only */
+	__u16 n;                   /* entries used in idx */
+	__u16 idx[SE_ENF_MATCH_MAX];
+	__u16 ports[SE_ENF_MATCH_MAX];  /* connect: host-order port per idx, 0 = every port */
+	__u64 expires_ns;          /* 0 = never; else bpf_ktime_get_boot_ns() deadline (response blocks) */
+};
+
+struct se_enf_ident_key {
+	__u32 gen;
+	__u32 dev;                 /* new_encode_dev(i_sb->s_dev) */
+	__u64 ino;
+};
+
+struct se_enf_path_key {     /* LPM trie: prefixlen = 32 + 8 * bytes of path compared */
+	__u32 prefixlen;
+	__u32 gen;
+	char  path[SE_ENF_PATH_LPM];
+};
+
+struct se_enf_v4_key {       /* LPM trie: prefixlen = 32 + network prefix length */
+	__u32 prefixlen;
+	__u32 gen;
+	__u8  addr[4];
+};
+
+struct se_enf_v6_key {
+	__u32 prefixlen;
+	__u32 gen;
+	__u8  addr[16];
+};
+
+struct se_enforce {
+	struct se_hdr  hdr;
+	struct se_proc proc;         /* the acting task (zero for XDP) */
+	__u32 kind;                  /* enum se_enf_kind */
+	__u32 action;                /* enum se_enf_action */
+	__s32 result;                /* 0 done; else -errno of the failed action */
+	__u32 policy_idx;
+	__u32 gen;                   /* policy set generation the decision was made under */
+	__u32 match;                 /* enum se_enf_match */
+	__u32 dev;                   /* executable identity (exec, bpf, module) */
+	__u32 igen;
+	__u64 ino;
+	__u32 family;                /* AF_INET / AF_INET6 (connect, inbound) */
+	__u16 port;                  /* host order: remote port (connect) */
+	__u16 protocol;              /* IPPROTO_* (inbound) */
+	__u8  addr[16];              /* remote (connect) or source (inbound) address */
+	__u32 ifindex;               /* inbound */
+	__u32 count;                 /* inbound: packets dropped since the last report of this source */
+	__u64 aux;                   /* bpf: the bpf() command; module: syscall number */
+	struct se_str path;          /* exe path (exec: resolved; tamper: current exe) */
+	struct se_str filename;      /* exec: path given to execve (the script for #!) */
+};
 
 /* ---- configuration: .rodata, set by the loader before load ------------- */
 struct se_config {

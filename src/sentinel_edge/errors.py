@@ -7,7 +7,9 @@
     ├── LoaderError          libbpf failed to open, load or attach (names program, errno)
     ├── WireError            an event does not match the wire contract
     ├── OutputError          writing events or alerts failed (names the sink and path)
-    └── RuleError            a rule file, rule or Sigma rule is invalid (names file:line:column)
+    ├── RuleError            a rule file, rule or Sigma rule is invalid (names file:line:column)
+    ├── PolicyError          a policy file or policy is invalid (names file:line:column and field)
+    └── EnforceError         enforcement could not be set up, changed or carried out
 
 Lower-layer errors (OSError, ctypes failures) are translated at the boundary
 with ``raise ... from exc`` so the cause stays attached.
@@ -59,3 +61,25 @@ class RuleError(SentinelEdgeError):
         self.errors = errors or []
         self.reason = message
         super().__init__(f"{file}:{line}:{col}: {message}" if line else f"{file}: {message}")
+
+
+class PolicyError(SentinelEdgeError):
+    """A policy file or policy is invalid; the message starts with ``file:line:column:``.
+
+    ``errors`` holds every problem found in a file or set (one PolicyError each).
+    """
+
+    def __init__(self, message: str, *, file: str = "<string>", line: int = 0, col: int = 0,
+                 field: str = "", errors: list[PolicyError] | None = None) -> None:
+        self.file = file
+        self.line = line
+        self.col = col
+        self.field = field
+        self.errors = errors or []
+        self.reason = message
+        where = f"{file}:{line}:{col}: " if line else f"{file}: "
+        super().__init__(f"{where}{field + ': ' if field else ''}{message}" if not errors else message)
+
+
+class EnforceError(SentinelEdgeError):
+    """Enforcement could not be set up, changed or carried out (names the mechanism and the cause)."""

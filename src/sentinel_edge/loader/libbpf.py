@@ -74,6 +74,18 @@ _SIGS: dict[str, tuple[Any, list[Any]]] = {
     "libbpf_probe_bpf_prog_type": (c_int, [c_int, c_void_p]),
     "libbpf_probe_bpf_map_type": (c_int, [c_int, c_void_p]),
     "libbpf_probe_bpf_helper": (c_int, [c_int, c_int, c_void_p]),
+    # pinning and the attach types of enforcement (enforce/kernel.py)
+    "bpf_map__set_autocreate": (c_int, [c_void_p, c_bool]),
+    "bpf_map__pin": (c_int, [c_void_p, c_char_p]),
+    "bpf_map__reuse_fd": (c_int, [c_void_p, c_int]),
+    "bpf_obj_get": (c_int, [c_char_p]),
+    "bpf_obj_pin": (c_int, [c_int, c_char_p]),
+    "bpf_link__open": (c_void_p, [c_char_p]),
+    "bpf_link__unpin": (c_int, [c_void_p]),
+    "bpf_link__fd": (c_int, [c_void_p]),
+    "bpf_program__attach_cgroup": (c_void_p, [c_void_p, c_int]),
+    "bpf_program__attach_xdp": (c_void_p, [c_void_p, c_int]),
+    "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
 }
 
 

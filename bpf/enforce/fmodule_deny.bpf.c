@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: GPL-2.0
+/* Kernel tamper deny: finit_module (tamper.h); skipped where the tracepoint does not exist. */
+#include "enforce/tamper.h"
+
+SEC("tp/syscalls/sys_enter_finit_module")
+int enforce_finit_module(struct se_sys_enter_ctx *ctx)
+{
+	return se_tamper__check(SE_ENF_MODULE, ctx->id);
+}
+
+SE_LICENSE;
