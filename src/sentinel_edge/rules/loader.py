@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from sentinel_edge.errors import RuleError
-from sentinel_edge.model import Event
+from sentinel_edge.model import KIND_EXEC, KIND_FILE, KIND_NET, Event
 from sentinel_edge.rules import fields as fieldtab
 from sentinel_edge.rules.ast import And, Field, Node, Not, Or, Pos
 from sentinel_edge.rules.compiler import (
@@ -40,7 +40,7 @@ from sentinel_edge.rules.correlate import (
     parse_duration,
 )
 from sentinel_edge.rules.lang import RESERVED, Item, ListDef, MacroDef, Names, SourceMap, parse_condition
-from sentinel_edge.rules.model import SEVERITIES, Attack, RuleMeta
+from sentinel_edge.rules.model import ACTION_KINDS, SEVERITIES, ActionSpec, Attack, RuleMeta
 
 DEFAULT_DIR = Path(__file__).parent / "default"
 RULE_ID_RE = re.compile(r"[a-z0-9][a-z0-9._-]*")
@@ -53,7 +53,8 @@ TACTICS = (
     "collection", "command-and-control", "exfiltration", "impact",
 )
 RULE_TYPES = ("match", "sequence", "threshold")
-COMMON_KEYS = {"rule", "title", "description", "severity", "attack", "tags", "output", "enabled", "type"}
+COMMON_KEYS = {"rule", "title", "description", "severity", "attack", "tags", "output", "enabled", "type",
+               "actions"}
 KEYS_BY_TYPE = {
     "match": COMMON_KEYS | {"condition", "exceptions"},
     "sequence": COMMON_KEYS | {"steps", "by", "within", "exceptions"},
@@ -64,6 +65,10 @@ MACRO_KEYS = {"macro", "condition"}
 STEP_KEYS = {"name", "condition", "same"}
 EXCEPTION_KEYS = {"name", "condition"}
 ATTACK_KEYS = {"technique", "tactic"}
+ACTION_KEYS = {"action", "ttl"}
+# the event kinds an action needs among the rule's events (kill and kill_group: any event has a process)
+ACTION_EVENT_KINDS = {"block_address": frozenset({KIND_NET}), "quarantine": frozenset({KIND_FILE, KIND_EXEC})}
+MIN_ACTION_TTL_NS = 1_000_000_000
 
 
 @dataclass
@@ -234,6 +239,8 @@ def load_rule_texts(texts: Iterable[tuple[str, str]], *, state_max_keys: int = D
         seen[raw.id] = raw.pos
         before = len(raw.src.errors)
         rule, enabled = _compile_rule(raw, names, state_max_keys)
+        if rule is not None:
+            _check_action_kinds(raw.src, rule)
         if rule is None or len(raw.src.errors) > before:
             continue
         if enabled:
@@ -458,8 +465,10 @@ def _compile_rule(raw: _RawRule, names: Names, max_keys: int) -> tuple[CompiledR
             except RuleError as exc:
                 src.add(exc)
     excepts = _exceptions(src, get("exceptions"), owner, names)
+    actions = _actions(src, get("actions"), owner)
     meta = RuleMeta(id=rid, title=title, severity=severity, description=description, attack=attack, tags=tags,
-                    output=output, source="native", file=src.file, line=raw.pos.line, kind=rtype)
+                    output=output, source="native", file=src.file, line=raw.pos.line, kind=rtype,
+                    actions=actions)
 
     def guarded(node: Node) -> Node:
         return And((node, *(Not(x) for x in excepts))) if excepts else node
@@ -535,6 +544,78 @@ def _tags(src: _Src, node: yaml.Node | None, owner: str) -> tuple[str, ...]:
     if items is None:
         return ()
     return tuple(t for t in (src.text_value(i, f"a tag of {owner}") for i in items) if t is not None)
+
+
+def _actions(src: _Src, node: yaml.Node | None, owner: str) -> tuple[ActionSpec, ...]:
+    """``actions:``: a list of action names, or of ``{action: NAME, ttl: DURATION}`` mappings."""
+    if node is None:
+        return ()
+    items = src.sequence(node, f"actions of {owner}")
+    if items is None:
+        return ()
+    out: list[ActionSpec] = []
+    seen: dict[str, Pos] = {}
+    for it in items:
+        ttl_node: yaml.Node | None = None
+        if isinstance(it, yaml.MappingNode):
+            keys = src.mapping(it, f"an action of {owner}", ACTION_KEYS, f"an action of {owner}")
+            if keys is None:
+                continue
+            if "action" not in keys:
+                src.err(f"an action of {owner} has no 'action'", it)
+                continue
+            name_node = keys["action"][1]
+            ttl_node = keys["ttl"][1] if "ttl" in keys else None
+        elif isinstance(it, yaml.ScalarNode):
+            name_node = it
+        else:
+            src.err(f"an action of {owner} must be an action name or a mapping (action: NAME), not a "
+                    f"{_node_kind(it)}", it)
+            continue
+        name = src.text_value(name_node, f"an action of {owner}")
+        if name is None:
+            continue
+        if not name.strip():
+            src.err(f"an action of {owner} is empty", name_node)
+            continue
+        pos = _pos(src.file, name_node)
+        if name not in ACTION_KINDS:
+            hits = difflib.get_close_matches(name, ACTION_KINDS, n=1, cutoff=0.6)
+            src.err(f"{owner}: unknown action '{name}'" + (f" (did you mean '{hits[0]}'?)" if hits else "")
+                    + f" (one of {', '.join(ACTION_KINDS)})", name_node)
+            continue
+        if name in seen:
+            src.err(f"{owner}: action '{name}' is named twice (first at {seen[name]})", name_node)
+            continue
+        seen[name] = pos
+        ttl_s: float | None = None
+        if ttl_node is not None:
+            if name != "block_address":
+                src.err(f"{owner}: action '{name}' takes no ttl (only block_address does)", ttl_node)
+                continue
+            v = src.text_value(ttl_node, f"the ttl of action '{name}' of {owner}")
+            if v is None:
+                continue
+            ns = parse_duration(v)
+            if ns is None or ns < MIN_ACTION_TTL_NS:
+                src.err(f"{owner}: ttl '{v}' of action '{name}' is not a duration of at least 1s "
+                        "(a number with ms, s, m or h: 10m)", ttl_node)
+                continue
+            ttl_s = ns / 1e9
+        out.append(ActionSpec(name, ttl_s, pos.file, pos.line, pos.col))
+    return tuple(out)
+
+
+def _check_action_kinds(src: _Src, rule: CompiledRule) -> None:
+    """An action whose event kind the rule can never match is an error (it would never do anything)."""
+    if rule.kinds is None:
+        return
+    for a in rule.meta.actions:
+        need = ACTION_EVENT_KINDS.get(a.kind)
+        if need is not None and not (need & rule.kinds):
+            src.err(f"rule '{rule.meta.id}': action '{a.kind}' needs {' or '.join(sorted(need))} events, "
+                    f"but the rule only matches {', '.join(sorted(rule.kinds))} events",
+                    Pos(a.file, a.line, a.col))
 
 
 def _exceptions(src: _Src, node: yaml.Node | None, owner: str, names: Names) -> list[Node]:

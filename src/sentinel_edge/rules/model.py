@@ -25,6 +25,25 @@ class Attack:
     tactic: str
 
 
+#: response actions a rule can name (run by :mod:`sentinel_edge.enforce.actions`)
+ACTION_KINDS = ("kill", "kill_group", "block_address", "quarantine")
+
+
+@dataclass(frozen=True, slots=True)
+class ActionSpec:
+    """One response action named by a rule's ``actions:`` list.
+
+    ``ttl_s`` is only for ``block_address`` (None: the configured default).
+    ``file``/``line``/``col`` locate the entry in the rule file, for messages.
+    """
+
+    kind: str                          # one of ACTION_KINDS
+    ttl_s: float | None = None
+    file: str = ""
+    line: int = 0
+    col: int = 0
+
+
 @dataclass(frozen=True, slots=True)
 class RuleMeta:
     """Everything about a rule except how it matches."""
@@ -40,6 +59,7 @@ class RuleMeta:
     file: str = ""                     # where it was defined
     line: int = 0
     kind: str = "match"                # match | sequence | threshold
+    actions: tuple[ActionSpec, ...] = ()   # response actions, run in this order
 
 
 @dataclass(slots=True)
