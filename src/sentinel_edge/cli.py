@@ -14,6 +14,7 @@ from typing import Any
 
 from sentinel_edge import __version__, config
 from sentinel_edge.detection import DetectionStage, RuleSource
+from sentinel_edge.enforce.cli import add_policy_parser
 from sentinel_edge.errors import SentinelEdgeError
 from sentinel_edge.rules.cli import add_rules_parser
 
@@ -189,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(fn=_cmd_status)
 
     add_rules_parser(sub)
+    add_policy_parser(sub)
 
     pr = sub.add_parser("probe", help="check what this kernel offers")
     pr.add_argument("--no-mount", action="store_true", help="do not mount tracefs when it is missing")

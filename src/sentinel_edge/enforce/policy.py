@@ -67,7 +67,7 @@ from sentinel_edge.errors import PolicyError
 from sentinel_edge.rules.loader import TECHNIQUE_RE
 from sentinel_edge.rules.model import SEVERITIES
 
-__all__ = ["MAX_FILE_BYTES", "load_policy_files", "load_policy_text", "policy_files"]
+__all__ = ["MAX_FILE_BYTES", "load_policy_files", "load_policy_text", "policy_files", "spec_summary"]
 
 MAX_FILE_BYTES = 4 * 1024 * 1024    # a policy file larger than this is refused unread
 MAX_ERRORS_PER_FILE = 200           # past this, one more error says how many were left out
@@ -871,23 +871,34 @@ _SPECS = {
 
 
 def spec_summary(p: Policy) -> str:
-    """One line saying what a policy denies (for listings and reports)."""
+    """One line saying what a policy denies (for listings and reports; long lists are cut)."""
     s: Spec = p.spec
     if isinstance(s, ExecDeny):
-        parts = [f"{len(s.files)} files"] if s.files else []
-        parts += [f"prefixes {', '.join(s.prefixes)}"] if s.prefixes else []
-        parts += [f"{len(s.sha256)} sha256"] if s.sha256 else []
-        return "deny exec: " + "; ".join(parts)
+        names = [*s.files, *(x for x in s.prefixes if not x.endswith("/"))]
+        dirs = [x for x in s.prefixes if x.endswith("/")]
+        parts = [_few(names)] if names else []
+        parts += [f"anything under {_few(dirs)}"] if dirs else []
+        parts += [_count(len(s.sha256), "SHA-256 digest")] if s.sha256 else []
+        return "deny exec of " + "; ".join(parts)
     if isinstance(s, FileDeny):
-        return (f"deny {'/'.join(a for a in ACCESS if a in s.access)} of {', '.join(s.paths)}"
-                + (f" except by {len(s.allow)} executables" if s.allow else ""))
+        return (f"deny {'/'.join(a for a in ACCESS if a in s.access)} of {_few(s.paths)}"
+                + (f" except by {_few(s.allow)}" if s.allow else ""))
     if isinstance(s, ConnectDeny):
-        nets = "any address" if s.networks == ALL_NETWORKS else ", ".join(map(str, s.networks))
+        nets = "any address" if s.networks == ALL_NETWORKS else _few([str(n) for n in s.networks])
         return f"deny connect to {nets}" + (f" ports {_port_text(s.ports)}" if s.ports else "")
     if isinstance(s, InboundDrop):
-        return f"drop inbound from {', '.join(map(str, s.sources))} on {', '.join(s.interfaces)}"
+        return f"drop inbound from {_few([str(n) for n in s.sources])} on {_few(s.interfaces)}"
     what = [w for w, on in (("module loads", s.module_load), ("BPF program loads", s.bpf_load)) if on]
-    return f"deny {' and '.join(what)}" + (f" except by {len(s.allow)} executables" if s.allow else "")
+    return f"deny {' and '.join(what)}" + (f" except by {_few(s.allow)}" if s.allow else "")
+
+
+def _few(items: Iterable[str], n: int = 4) -> str:
+    got = list(items)
+    return ", ".join(got[:n]) + (f" and {len(got) - n} more" if len(got) > n else "")
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n} {what}{'s' if n != 1 else ''}"
 
 
 def _port_text(ports: tuple[int, ...]) -> str:
