@@ -488,11 +488,14 @@ struct se_enf_policy_key {
 	__u32 idx;
 };
 
+#define SE_ENF_ID_LEN 64
+
 struct se_enf_policy {
 	__u32 kind;                /* enum se_enf_kind */
 	__u32 enforce;             /* 1 enforce, 0 audit */
 	__u32 scope;               /* enum se_enf_scope_flags */
 	__u32 host_pid_ns;         /* inum of the initial pid namespace (host/containers scope) */
+	char  id[SE_ENF_ID_LEN];   /* the policy id (for user space: an adopting agent names its hits) */
 };
 
 #define SE_SCOPE_WHAT_UID    1

@@ -88,6 +88,18 @@ class RulesConfig:
 
 
 @dataclass(slots=True)
+class EnforceConfig:
+    policies: list[str] = field(default_factory=list)  # policy files or directories (docs/policies.md)
+    pin_root: str = "/sys/fs/bpf/sentinel-edge/enforce"  # where kernel enforcement is pinned
+    watch: bool = True  # re-apply when a policy file changes (SIGHUP always does)
+    fanotify: bool = True  # sha256 / #! script / protected-file policies (fail open while no agent runs)
+    # executables never killed by an exec or tamper policy (missing ones are skipped)
+    safe_executables: list[str] = field(default_factory=lambda: [
+        "/sbin/init", "/usr/lib/systemd/systemd", "/usr/lib/systemd/systemd-journald", "/usr/sbin/sshd",
+    ])
+
+
+@dataclass(slots=True)
 class AgentConfig:
     sensors: SensorsConfig = field(default_factory=SensorsConfig)
     file: FileConfig = field(default_factory=FileConfig)
@@ -98,6 +110,7 @@ class AgentConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     rules: RulesConfig = field(default_factory=RulesConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)  # validated by alerts.config
+    enforce: EnforceConfig = field(default_factory=EnforceConfig)
     drain_interval_ms: int = 10  # how often the rings are drained when idle
     stats_interval_s: float = 1.0  # how often loss counters are read
     queue_max: int = 200_000  # decoded events held in user space before drops are counted
@@ -202,6 +215,11 @@ def validate(cfg: AgentConfig, where: str = "config") -> AgentConfig:
         raise bad("queue_max", cfg.queue_max, "must be >= 1000")
     if cfg.rules.state_max_keys < 1:
         raise bad("rules.state_max_keys", cfg.rules.state_max_keys, "must be >= 1")
+    if not cfg.enforce.pin_root.startswith("/sys/fs/bpf/"):
+        raise bad("enforce.pin_root", cfg.enforce.pin_root, "must be a directory under /sys/fs/bpf/")
+    for i, p in enumerate(cfg.enforce.safe_executables):
+        if not p.startswith("/"):
+            raise bad(f"enforce.safe_executables[{i}]", p, "must be an absolute path")
     validate_alerts(cfg.alerts, where)
     return cfg
 

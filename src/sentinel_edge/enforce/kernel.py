@@ -98,9 +98,12 @@ class EnfPolicyKey(ctypes.Structure):
     _fields_ = [("gen", ctypes.c_uint32), ("idx", ctypes.c_uint32)]
 
 
+ID_LEN = 64
+
+
 class EnfPolicy(ctypes.Structure):
     _fields_ = [("kind", ctypes.c_uint32), ("enforce", ctypes.c_uint32), ("scope", ctypes.c_uint32),
-                ("host_pid_ns", ctypes.c_uint32)]
+                ("host_pid_ns", ctypes.c_uint32), ("id", ctypes.c_char * ID_LEN)]
 
 
 class EnfScopeKey(ctypes.Structure):
@@ -243,7 +246,8 @@ def plan_policies(policies: PolicySet, *, resolve: Callable[[str], FileIdentity]
         flags = _scope_entries(plan, idx, pol.scope, res, cgroups_of)
         kind = {KIND_EXEC: ENF_EXEC, KIND_KERNEL: ENF_BPF, "connect": ENF_CONNECT, "inbound": ENF_INBOUND}[pol.kind]
         plan.add("se_enf_policies", EnfPolicyKey(0, idx),
-                 EnfPolicy(kind, 1 if pol.mode == "enforce" else 0, flags, pidns))
+                 EnfPolicy(kind, 1 if pol.mode == "enforce" else 0, flags, pidns,
+                           pol.id.encode()[:ID_LEN - 1]))
         if isinstance(pol.spec, ExecDeny):
             _plan_exec(plan, idx, pol, res)
         elif isinstance(pol.spec, KernelDeny):
@@ -687,6 +691,20 @@ class EnforceKernel:
         sizes = {name: self._key_size(name) for name, off in self.maps.items() if off is not None}
         if old:
             self._drop_gen(old, sizes)
+
+    def active_policies(self) -> dict[int, tuple[str, bool]]:
+        """idx -> (policy id, enforcing) of the generation in force (what an adopting agent names hits by)."""
+        gen = self.read_state().active_gen
+        out: dict[int, tuple[str, bool]] = {}
+        for key in self._keys("se_enf_policies", ctypes.sizeof(EnfPolicyKey)):
+            k = EnfPolicyKey.from_buffer_copy(key)
+            if k.gen != gen:
+                continue
+            raw = self._lookup("se_enf_policies", key, ctypes.sizeof(EnfPolicy))
+            if raw is not None:
+                v = EnfPolicy.from_buffer_copy(raw)
+                out[k.idx] = (v.id.decode("utf-8", "replace"), bool(v.enforce))
+        return out
 
     def count_entries(self, name: str) -> int:
         return len(self._keys(name, self._key_size(name)))
