@@ -12,6 +12,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -300,3 +301,35 @@ def test_directory_owned_by_someone_else_refused(tmp_path: Path) -> None:
     rec = Quarantine(d).quarantine(victim)
     assert stat.S_IMODE(os.stat(d).st_mode) == 0o700
     check_quarantined(Quarantine(d), rec, CONTENT)
+
+
+def test_name_swapped_during_a_move_is_put_back(tmp_path: Path, tmpfs: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another file renamed over the name between our open and our rename (same filesystem) or our
+    unlink (across filesystems): nothing is lost, the swapped-in file stays at the name."""
+    import sentinel_edge.enforce.quarantine as qmod
+
+    real_hash, real_copy = qmod._hash_fd, qmod._copy_fd
+
+    for where, patch_name, real in ((tmp_path, "_hash_fd", real_hash), (tmpfs, "_copy_fd", real_copy)):
+        victim = where / "victim"
+        make_file(victim, b"original", mode=0o600)
+        other = where / "other"
+        other.write_bytes(b"swapped in")
+
+        def swap(*args: int, _real: Any = real, _victim: Path = victim, _other: Path = other) -> Any:
+            out = _real(*args)
+            os.rename(_other, _victim)           # the race: the name now holds another inode
+            return out
+
+        monkeypatch.setattr(qmod, patch_name, swap)
+        q = Quarantine(tmp_path / "q")
+        kind = "moved" if patch_name == "_hash_fd" else "copied"
+        with pytest.raises(EnforceError, match=rf"victim: the file was replaced while being {kind}: refused"):
+            q.quarantine(victim)
+        monkeypatch.setattr(qmod, patch_name, real)
+        assert victim.read_bytes() == b"swapped in"
+        assert q.list() == []
+        assert os.listdir(q.directory) == []
+        assert not other.exists()
+        assert [n for n in os.listdir(where) if n.startswith(".")] == []     # nothing left renamed aside
