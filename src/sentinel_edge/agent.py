@@ -23,6 +23,8 @@ from typing import Any
 
 from sentinel_edge.config import AgentConfig
 from sentinel_edge.detection import DetectionStage
+from sentinel_edge.enforce.model import Enforcement
+from sentinel_edge.enforce.stage import EnforcementStage, enforcement_alert
 from sentinel_edge.enrich import Enricher
 from sentinel_edge.enrich.host import host_info
 from sentinel_edge.errors import OutputError, SentinelEdgeError, WireError
@@ -65,10 +67,12 @@ class Agent:
     """Loads the sensors and runs the pipeline until stopped."""
 
     def __init__(self, cfg: AgentConfig, sink: Sink, *, obj_path: str | None = None,
-                 status_path: Path | None = None, detection: DetectionStage | None = None) -> None:
+                 status_path: Path | None = None, detection: DetectionStage | None = None,
+                 enforcement: EnforcementStage | None = None) -> None:
         self.cfg = cfg
         self.sink = sink
         self.detection = detection
+        self.enforcement = enforcement
         self.obj_path = obj_path
         self.status_path = status_path or STATUS_DIR / "status.json"
         self.host = host_info()
@@ -111,6 +115,11 @@ class Agent:
         self._health("start", "SentinelEdge started", attached=self.report.attached(), skipped=skipped,
                      fallbacks=self.report.fallbacks, unwatched=self.report.unwatched,
                      notes=self.report.notes, processes_seeded=seeded)
+        if self.enforcement is not None:
+            found = self.enforcement.start(os.getpid())
+            for note in self.enforcement.notes:
+                log.info("%s", note)
+            self._enforced(found)
         self._sample_stats(force=True)
         self._flush()
         return self.report
@@ -122,6 +131,8 @@ class Agent:
             n = self.step()
             if self.detection is not None:
                 self.detection.tick(boot_ns())
+            if self.enforcement is not None:
+                self.enforcement.tick()
             now = time.monotonic()
             if now >= next_stats:
                 self._sample_stats()
@@ -144,6 +155,12 @@ class Agent:
                 self._health("stop", "SentinelEdge stopped", **self._totals())
                 self._flush()
         finally:
+            if self.enforcement is not None:
+                try:
+                    self._enforced(self.enforcement.drain())
+                    self.enforcement.close()
+                except SentinelEdgeError as exc:
+                    log.error("closing enforcement: %s", exc)
             if self.detection is not None:
                 try:
                     self.detection.close()
@@ -189,7 +206,25 @@ class Agent:
             events.sort(key=lambda e: e.ts_ns)
             self._process(events)
             self._flush()
+        if self.enforcement is not None:
+            found = self.enforcement.drain()
+            if found:
+                self._enforced(found)
+                self._flush()
+                n += len(found)
         return n
+
+    def _enforced(self, found: list[tuple[Event, Enforcement]]) -> None:
+        """Enforcement decisions: enriched, written as events, and raised as alerts."""
+        for ev, enf in found:
+            self.enricher.enrich(ev)
+            if self.cfg.output.events:
+                self._write(ev)
+            self.counters.by_kind[ev.kind] = self.counters.by_kind.get(ev.kind, 0) + 1
+            if self.detection is None or self.enforcement is None:
+                continue
+            alert = enforcement_alert(enf, self.enforcement.policy_by_id(enf.policy_id), ev)
+            self.detection.emit(alert)
 
     def _flush(self) -> None:
         before = self.sink.failed
@@ -311,6 +346,7 @@ class Agent:
             "by_kind": dict(self.counters.by_kind),
             "processes_tracked": len(self.enricher),
             "detection": self.detection.status() if self.detection is not None else None,
+            "enforcement": self.enforcement.status() if self.enforcement is not None else None,
             **self._totals(),
         }
 

@@ -10,10 +10,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sentinel_edge import __version__, config
 from sentinel_edge.detection import DetectionStage, RuleSource
+
+if TYPE_CHECKING:
+    from sentinel_edge.enforce.stage import EnforcementStage
 from sentinel_edge.enforce.cli import add_policy_parser
 from sentinel_edge.errors import SentinelEdgeError
 from sentinel_edge.rules.cli import add_rules_parser
@@ -32,6 +35,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.format is not None:
         cfg.output.format = args.format
     cfg.rules.paths += args.rules or []
+    cfg.enforce.policies += args.policy or []
     cfg.rules.sigma += args.sigma or []
     if args.no_events:
         cfg.output.events = False
@@ -45,8 +49,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     probes.require_root()
     detection = _detection(cfg)
     sink = Sink(cfg.output.path, cfg.output.format)
+    enforcement = _enforcement(cfg)
     agent = Agent(cfg, sink, status_path=Path(args.status_file) if args.status_file else None,
-                  detection=detection)
+                  detection=detection, enforcement=enforcement)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -55,6 +60,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def on_hup(_signum: int, _frame: Any) -> None:
         detection.request_reload()
+        if enforcement is not None:
+            enforcement.request_reload()
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
@@ -73,6 +80,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     finally:
         agent.close()
     return 0
+
+
+def _enforcement(cfg: config.AgentConfig) -> EnforcementStage | None:
+    """The enforcement stage when policies are configured or enforcement is pinned from an earlier run."""
+    from sentinel_edge.enforce.stage import EnforcementStage
+
+    e = cfg.enforce
+    if not e.policies and not Path(e.pin_root, "maps", "se_enf_state").exists():
+        return None
+    stage = EnforcementStage(e.policies, pin_root=e.pin_root, watch=e.watch, fanotify=e.fanotify,
+                             safe_executables=e.safe_executables)
+    stage._load()  # every error, located, before anything is loaded
+    return stage
 
 
 def _detection(cfg: config.AgentConfig) -> DetectionStage:
@@ -171,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-f", "--format", choices=["json", "text"], help="json: OCSF JSON lines; text: one line per event")
     run.add_argument("--status-file", help=argparse.SUPPRESS)
     run.add_argument("--ready-file", help="write this file once every program is attached")
+    run.add_argument("--policy", action="append", metavar="PATH",
+                     help="enforce the policies in this file or directory (repeatable; docs/policies.md)")
     run.add_argument("--rules", action="append", metavar="PATH",
                      help="rule file or directory (repeatable; added to rules.paths)")
     run.add_argument("--sigma", action="append", metavar="PATH",

@@ -89,7 +89,8 @@ class RulesConfig:
 
 @dataclass(slots=True)
 class EnforceConfig:
-    policies: list[str] = field(default_factory=list)  # policy files or directories (docs/policies.md)
+    # policy files or directories (docs/policies.md); a missing directory holds none until it is created
+    policies: list[str] = field(default_factory=lambda: ["/etc/sentinel-edge/policies"])
     pin_root: str = "/sys/fs/bpf/sentinel-edge/enforce"  # where kernel enforcement is pinned
     watch: bool = True  # re-apply when a policy file changes (SIGHUP always does)
     fanotify: bool = True  # sha256 / #! script / protected-file policies (fail open while no agent runs)

@@ -114,13 +114,17 @@ class DetectionStage:
 
     def process(self, ev: Event) -> None:
         for alert in self.engine.evaluate(ev):
-            self.alerts_raised += 1
-            try:
-                self.alerts.emit(alert)
-            except SentinelEdgeError as exc:  # outputs count their own failures; never stop detection
-                self.emit_errors += 1
-                if self.emit_errors <= 10:
-                    log.error("alert %s not written: %s", alert.rule.id, exc)
+            self.emit(alert)
+
+    def emit(self, alert: Alert) -> None:
+        """Write one alert (a rule's, or an enforcement decision's)."""
+        self.alerts_raised += 1
+        try:
+            self.alerts.emit(alert)
+        except SentinelEdgeError as exc:  # outputs count their own failures; never stop detection
+            self.emit_errors += 1
+            if self.emit_errors <= 10:
+                log.error("alert %s not written: %s", alert.rule.id, exc)
 
     # -- between batches ------------------------------------------------------------
 

@@ -28,6 +28,8 @@ from sentinel_edge.output.ocsf.common import (
     process_entity,
     text,
 )
+from sentinel_edge.output.ocsf.enforce import PROFILE as ENFORCE_PROFILE
+from sentinel_edge.output.ocsf.enforce import security_control
 from sentinel_edge.rules.model import SEVERITY_ID, Alert, Attack
 
 __all__ = [
@@ -364,5 +366,10 @@ def to_finding(
     }
     if alert.data:
         unmapped["alert"] = _json_safe(alert.data)
+    enf = alert.data.get("enforcement") if alert.data else None
+    if isinstance(enf, dict):  # an enforcement decision: the security_control profile says what was done
+        metadata["profiles"] = [*metadata["profiles"], ENFORCE_PROFILE]
+        finding.update(security_control(str(enf.get("action")), bool(enf.get("ok")), str(enf.get("policy_id")),
+                                        str(enf.get("mode"))))
     finding["unmapped"] = unmapped
     return finish(finding)

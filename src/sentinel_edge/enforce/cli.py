@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from sentinel_edge.enforce.manage import MANAGE_SUBCOMMANDS
 from sentinel_edge.enforce.model import PolicySet
 from sentinel_edge.errors import PolicyError, SentinelEdgeError
 
@@ -99,13 +100,13 @@ def _cmd_dry_run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 # ---------------------------------------------------------------- the command
 
 #: one function per subcommand, each adding its parser (with ``policy_fn`` set to its command)
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_dry_run]
+SUBCOMMANDS: list[Callable[[Any], None]] = [_add_validate, _add_dry_run, *MANAGE_SUBCOMMANDS]
 
 
 def add_policy_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add the ``policy`` command (and its subcommands) to the main parser's subparsers."""
     p: argparse.ArgumentParser = subparsers.add_parser(
-        "policy", help="enforcement policies: validate policy files, dry-run them over recorded events")
+        "policy", help="enforcement policies: validate, dry-run, apply, list, remove, arm/disarm, uninstall")
     sub = p.add_subparsers(dest="policy_cmd")
     sub.required = True
     for add in SUBCOMMANDS:

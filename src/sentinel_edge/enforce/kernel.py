@@ -351,6 +351,11 @@ class EnforceKernel:
         self._ring: RingReader | None = None
         self.state_of_install = ""  # installed | adopted | replaced
         self.maps: dict[str, int | None] = dict(PINNED_MAPS)
+        # called by replace() once the new object is loaded: point pinned links at its programs in place;
+        # each returns the link pins it kept (replace leaves them)
+        self.relinkers: list[Callable[[EnforceKernel], set[str]]] = []
+        from sentinel_edge.enforce import netmaps  # here: netmaps imports this module
+        netmaps.register(self)  # the network maps are in the object: they must be pinned with the rest
 
     # -- paths --------------------------------------------------------------------------
 
@@ -422,9 +427,13 @@ class EnforceKernel:
             if link:
                 new_links.append((name, link))
         write(self)
+        kept: set[str] = set()
+        for relink in self.relinkers:
+            kept |= relink(self)
         # the new object enforces the whole set now: remove the old pins, pin the new
         for name in self.pinned_links():
-            os.unlink(self._link_pin(name))
+            if name not in kept:
+                os.unlink(self._link_pin(name))
         for name in self.maps:
             p = self._map_pin(name)
             if p.exists():
@@ -606,6 +615,13 @@ class EnforceKernel:
         st.agent_start_ns = _start_boottime_ns(pid)
         self._write_state(st)
 
+    def clear_agent(self) -> None:
+        """No agent process any more (a command line tool that applied policies and exits)."""
+        st = self.read_state()
+        st.agent_tgid = 0
+        st.agent_start_ns = 0
+        self._write_state(st)
+
     def set_armed(self, armed: bool) -> None:
         """The kill switch: disarmed, every hit is only reported (as audit)."""
         st = self.read_state()
@@ -646,7 +662,7 @@ class EnforceKernel:
                  "se_enf_tamper_allow": EnfIdentKey}
         if name in sizes:
             return ctypes.sizeof(sizes[name])
-        return self.btf.map_key_size(name) if hasattr(self.btf, "map_key_size") else 0
+        return _map_info(self.fd(name))["key_size"]  # other parts' maps (network): the kernel knows
 
     def _drop_gen(self, gen: int, key_sizes: dict[str, int]) -> int:
         dropped = 0

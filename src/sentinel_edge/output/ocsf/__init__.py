@@ -6,7 +6,8 @@ from typing import Any
 
 from sentinel_edge.errors import OutputError
 from sentinel_edge.model import Event
-from sentinel_edge.output.ocsf import file as _file  # noqa: F401  (registers mappers)
+from sentinel_edge.output.ocsf import enforce as _enforce  # noqa: F401  (registers mappers)
+from sentinel_edge.output.ocsf import file as _file  # noqa: F401
 from sentinel_edge.output.ocsf import health as _health  # noqa: F401
 from sentinel_edge.output.ocsf import kernel as _kernel  # noqa: F401
 from sentinel_edge.output.ocsf import memory as _memory  # noqa: F401

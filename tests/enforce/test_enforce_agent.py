@@ -1,0 +1,181 @@
+"""The agent with policies: enforcement decisions become events and alerts; reload; restart adopts.
+
+Each test runs its own agent with its own pin root (kept off the default
+/sys/fs/bpf/sentinel-edge so nothing here touches a real installation) and
+uninstalls in the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import AgentHandle, start_agent, stop_agent
+from sentinel_edge.enforce.identity import identity_of_path
+from sentinel_edge.enforce.kernel import EnforceKernel
+from sentinel_edge.output.ocsf.schema import validate
+
+pytestmark = pytest.mark.kernel
+
+
+@pytest.fixture
+def pin() -> Iterator[str]:
+    root = f"/sys/fs/bpf/se-test-agent-{os.getpid()}"
+    try:
+        yield root
+    finally:
+        EnforceKernel(pin_root=root).uninstall()
+    assert not Path(root).exists()
+
+
+def _policy(tmp: Path, mode: str, prefix: Path, pid: str = "no-drop") -> Path:
+    p = tmp / "policies.yaml"
+    p.write_text(
+        "policies:\n"
+        f"  - id: {pid}\n"
+        "    description: Nothing runs from the drop directory\n"
+        f"    mode: {mode}\n"
+        "    severity: critical\n"
+        "    techniques: [T1204.002]\n"
+        "    exec:\n"
+        "      deny:\n"
+        f"        prefixes: [{prefix}/]\n"
+    )
+    return p
+
+
+def _config(tmp: Path, pin: str, policy: Path) -> str:
+    return (f"enforce:\n  policies: [{policy}]\n  pin_root: {pin}\n  fanotify: false\n"
+            "sensors: {file: false, net: false}\n")
+
+
+def _wait(pred: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = pred()
+        if got:
+            return got
+        time.sleep(0.05)
+    return pred()
+
+
+def _enforce_objs(h: AgentHandle, pid: int) -> list[dict[str, Any]]:
+    h._read()
+    return [o for o in h.objects if o.get("unmapped", {}).get("event") == "enforce"
+            and o.get("actor", {}).get("process", {}).get("pid") == pid]
+
+
+def _findings(h: AgentHandle, policy_id: str) -> list[dict[str, Any]]:
+    assert h.alerts_file is not None
+    out = []
+    for line in h.alerts_file.read_text().splitlines():
+        o = json.loads(line)
+        if o["finding_info"]["analytic"]["uid"] == f"policy:{policy_id}":
+            out.append(o)
+    return out
+
+
+def test_a_denied_exec_is_killed_and_raised_as_an_alert(tmp_path: Path, pin: str) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    h = start_agent(tmp_path, _config(tmp_path, pin, _policy(tmp_path, "enforce", drop)), alerts=True)
+    try:
+        exe = Path(shutil.copy("/usr/bin/touch", drop / "payload"))
+        marker = tmp_path / "marker"
+        p = subprocess.Popen([str(exe), str(marker)])
+        assert p.wait(10) == -signal.SIGKILL
+        assert not marker.exists()
+        (obj,) = _wait(lambda: _enforce_objs(h, p.pid))
+        assert validate(obj) == []
+        assert obj["class_uid"] == 1007 and obj["activity_id"] == 1
+        assert obj["status_id"] == 2
+        assert obj["action_id"] == 2 and obj["action"] == "Denied"
+        assert obj["disposition_id"] == 2 and obj["disposition"] == "Blocked"
+        assert obj["policy"] == {"uid": "no-drop", "name": "no-drop", "is_applied": True,
+                                 "type": "SentinelEdge policy"}
+        assert "security_control" in obj["metadata"]["profiles"]
+        assert obj["process"]["file"]["path"] == str(exe)
+        raw = obj["unmapped"]["enforce"]
+        ident = identity_of_path(exe)
+        assert (raw["dev"], raw["ino"]) == (ident.dev, ident.ino)
+        assert raw["kind"] == 1 and raw["action"] == 1 and raw["result"] == 0 and raw["match"] == 2
+        assert raw["path"] == str(exe) and raw["filename"] == str(exe) and raw["policy_id"] == "no-drop"
+        (f,) = _wait(lambda: _findings(h, "no-drop"))
+        assert validate(f) == []
+        assert f["class_uid"] == 2004 and f["severity_id"] == 5
+        assert f["action_id"] == 2 and f["disposition_id"] == 2 and f["policy"]["uid"] == "no-drop"
+        assert f["finding_info"]["title"] == "Nothing runs from the drop directory"
+        assert f["finding_info"]["attacks"][0]["technique"]["uid"] == "T1204.002"
+        assert f["actor"]["process"]["pid"] == p.pid
+        assert f["message"] == f"policy no-drop: {exe} killed"
+        enf = f["unmapped"]["alert"]["enforcement"]
+        assert enf["mechanism"] == "tracepoint-sigkill" and enf["ok"] is True and enf["mode"] == "enforce"
+        st = json.loads(h.status_file.read_text())
+        assert st["enforcement"]["policies"] == 1 and st["enforcement"]["install"] == "installed"
+    finally:
+        stop_agent(h)
+
+
+def test_policy_file_change_is_applied_and_a_bad_file_keeps_the_set(tmp_path: Path, pin: str) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    policy = _policy(tmp_path, "audit", drop)
+    h = start_agent(tmp_path, _config(tmp_path, pin, policy), alerts=True)
+    try:
+        exe = Path(shutil.copy("/usr/bin/touch", drop / "payload"))
+        assert subprocess.run([str(exe), str(tmp_path / "a")]).returncode == 0  # audit: runs
+        assert _wait(lambda: _findings(h, "no-drop"))[0]["action_id"] == 3
+        _policy(tmp_path, "enforce", drop)  # the file changes: re-applied within a second or two
+        deadline = time.monotonic() + 15
+        rc = 0
+        while time.monotonic() < deadline and rc == 0:
+            time.sleep(0.2)
+            rc = subprocess.run([str(exe), str(tmp_path / "b")]).returncode
+        assert rc == -signal.SIGKILL
+        # a broken file: rejected with its location, the enforcing set stays
+        policy.write_text("policies:\n  - id: x\n    mode: sometimes\n    exec: {deny: {prefixes: [/tmp/]}}\n")
+        assert _wait(lambda: "policy reload rejected" in h.log.read_text(), timeout=15)
+        log = h.log.read_text()
+        assert f"{policy}:3:" in log
+        assert subprocess.run([str(exe), str(tmp_path / "c")]).returncode == -signal.SIGKILL
+    finally:
+        stop_agent(h)
+
+
+def test_kill_9_leaves_enforcement_and_the_restarted_agent_adopts_it(tmp_path: Path, pin: str) -> None:
+    drop = tmp_path / "drop"
+    drop.mkdir()
+    cfg = _config(tmp_path, pin, _policy(tmp_path, "enforce", drop))
+    first = tmp_path / "first"
+    first.mkdir()
+    h = start_agent(first, cfg, alerts=True)
+    h.proc.kill()
+    h.proc.wait(10)
+    exe = Path(shutil.copy("/usr/bin/touch", drop / "payload"))
+    p = subprocess.Popen([str(exe), str(tmp_path / "m")])
+    assert p.wait(10) == -signal.SIGKILL  # no agent runs: the kernel still enforces
+    second = tmp_path / "second"
+    second.mkdir()
+    h2 = start_agent(second, cfg, alerts=True)
+    try:
+        st = json.loads(h2.status_file.read_text())
+        assert st["enforcement"]["install"] == "adopted"
+        # the kill made while no agent ran is still reported (from the pinned ring)
+        (obj,) = _wait(lambda: _enforce_objs(h2, p.pid))
+        assert obj["policy"]["uid"] == "no-drop"
+        # and the restart says fanotify-based policies were off meanwhile
+        gap = _wait(lambda: _findings(h2, "enforcement-gap"))
+        assert gap and gap[0]["disposition_id"] == 16
+        assert f"(pid {h.proc.pid})" in gap[0]["unmapped"]["alert"]["enforcement"]["error"]
+    finally:
+        stop_agent(h2)
+    assert subprocess.run([str(exe), str(tmp_path / "n")]).returncode == -signal.SIGKILL  # stopping keeps it
