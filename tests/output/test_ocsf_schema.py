@@ -257,7 +257,28 @@ def _samples(btf: Btf, decoder: Decoder, kind: str) -> Iterator[tuple[str, Event
 
 
 # kinds made by user space (no struct in the wire contract): their data as the agent builds it
+def _enf(kind: int, action: int, result: int = 0, **kw: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": kind, "action": action, "result": result, "policy_idx": 0, "gen": 3, "match": 1,
+                         "dev": 65024, "igen": 7, "ino": 1234, "family": 2, "port": 0, "protocol": 0,
+                         "addr": bytes(16), "ifindex": 0, "count": 0, "aux": 0, "path": b"/tmp/x",
+                         "filename": b"/tmp/x", "policy_id": "p1"}
+    d.update(kw)
+    return d
+
+
 SYNTHESIZED: dict[str, list[dict[str, Any]]] = {
+    # enforcement events come from enforce.bpf.o (not the sensor object) and from user space
+    "enforce": [
+        _enf(1, 1), _enf(1, 0), _enf(1, 1, result=-3, path=b"/tmp/\xff\nbad"), _enf(2, 1, aux=5),
+        _enf(3, 1, aux=313),
+        _enf(4, 2, family=2, port=443, addr=bytes([192, 0, 2, 1]) + bytes(12)),
+        _enf(4, 2, family=10, port=22, addr=bytes.fromhex("20010db8000000000000000000000001")),
+        _enf(5, 3, family=2, addr=bytes([198, 51, 100, 7]) + bytes(12), count=12, ifindex=2, protocol=1),
+        _enf(0, 0, uspace={"policy_id": "p2", "mode": "enforce", "action": "deny", "ok": True,
+                           "target": "/etc/shadow", "mechanism": "fanotify", "error": None}),
+        _enf(0, 0, uspace={"policy_id": "enforcement-gap", "mode": "enforce", "action": "none", "ok": False,
+                           "target": "fanotify policies", "mechanism": "fanotify", "error": "agent gone"}),
+    ],
     "health": [
         {"what": "start", "message": "SentinelEdge started", "attached": ["process_exec"], "skipped": {}},
         {"what": "stop", "message": "SentinelEdge stopped", "decoded": 10, "written": 10},
