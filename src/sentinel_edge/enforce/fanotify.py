@@ -54,6 +54,7 @@ import stat
 import struct
 import threading
 import time
+import weakref
 from collections import OrderedDict, deque
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
@@ -468,6 +469,19 @@ def _watch_targets(pattern: str) -> list[tuple[str, str]]:
 
 # -- the enforcer ----------------------------------------------------------------------------
 
+_LIVE: weakref.WeakSet[FanotifyEnforcer] = weakref.WeakSet()
+
+
+def _close_groups_in_child() -> None:
+    """A child forked from the agent must not hold the group: blocked in an open before its
+    exec, its reference would keep the group alive after the agent closed it (stop, crash),
+    and nothing would answer it. (subprocess closes fds before exec; this covers os.fork.)"""
+    for enf in list(_LIVE):
+        enf._forget_fds_in_child()
+
+
+os.register_at_fork(after_in_child=_close_groups_in_child)
+
 
 class _Undecided(Exception):
     """Deciding failed: the event is allowed and the failure reported (naming the policy)."""
@@ -602,6 +616,7 @@ class FanotifyEnforcer:
             raise EnforceError(f"fanotify_init: {os.strerror(e)}"
                                + (" (needs CAP_SYS_ADMIN)" if e == errno.EPERM else ""))
         self._group = fd
+        _LIVE.add(self)
         try:
             self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
             self._inotify = _libc.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
@@ -612,8 +627,9 @@ class FanotifyEnforcer:
             self._devices.reload()
             self._emitter = threading.Thread(target=self._emit_loop, name="se-fanotify-emit", daemon=True)
             self._emitter.start()
-            self._reader = threading.Thread(target=self._read_loop, name="se-fanotify", daemon=True)
-            self._reader.start()
+            reader = threading.Thread(target=self._read_loop, name="se-fanotify", daemon=True)
+            self._reader = reader               # before start: the loop runs while it is the reader
+            reader.start()
             with self._apply_lock:
                 compiled = self._compile(self._policies)
                 with self._mark_lock:
@@ -635,13 +651,16 @@ class FanotifyEnforcer:
                 os.write(self._wake_w, b"x")
             except OSError:
                 pass
-        if reader is not None and reader is not threading.current_thread():
-            reader.join(timeout)
+        if reader is not None:
+            # the reader closes the group when it ends (so no fd number is closed twice)
+            if reader is not threading.current_thread():
+                reader.join(timeout)
             if reader.is_alive() and self._group >= 0:
                 log.warning("fanotify reader stuck for %.1fs: closing the group under it", timeout)
                 null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-                os.dup2(null, self._group)      # the group file is released; waiting processes are allowed
+                os.dup2(null, self._group)      # the group file is released: what waits is allowed
                 os.close(null)
+                self._group = -1                # the number now holds /dev/null; the reader closes it
         elif self._group >= 0:
             os.close(self._group)
             self._group = -1
@@ -668,6 +687,16 @@ class FanotifyEnforcer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    def _forget_fds_in_child(self) -> None:
+        for fd in (self._group, self._inotify, self._mountinfo, self._wake_r, self._wake_w):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._group = self._inotify = self._mountinfo = self._wake_r = self._wake_w = -1
+        self._reader = self._emitter = None
 
     def _not_from_reader(self, what: str) -> None:
         if self._reader is threading.current_thread():
@@ -872,9 +901,9 @@ class FanotifyEnforcer:
         added: list[tuple[StatKey, int, str]] = []
         try:
             for key, (mask, path) in new.inode_marks.items():
+                # added again even when the books say it is there: adding is idempotent, and a
+                # file deleted and created again can have the same inode number (ext4 reuses them)
                 have = self._inode_marked.get(key, (0, ""))[0]
-                if have & mask == mask:
-                    continue
                 try:
                     ok = self._mark_inode(FAN_MARK_ADD, mask, key, path)
                 except OSError as exc:
@@ -960,7 +989,7 @@ class FanotifyEnforcer:
                     ready = dict(poller.poll(timeout))
                 except InterruptedError:
                     continue
-                if self._wake_r in ready or self._reader is None:
+                if self._wake_r in ready or self._reader is not threading.current_thread():
                     return
                 try:
                     if group in ready:
@@ -981,9 +1010,9 @@ class FanotifyEnforcer:
                     time.sleep(0.01)
         finally:
             self._release_leases(everything=True)
-            if self._group == group:        # not closed under us by stop(): closing allows what waits
+            if self._group == group:
                 self._group = -1
-                os.close(group)
+            os.close(group)                 # closing the group allows whatever still waits
 
     def _housekeeping(self) -> None:
         self._release_leases()
@@ -1041,6 +1070,8 @@ class FanotifyEnforcer:
             return True
         except OSError as exc:
             log.error("fanotify read: %s", exc)
+            return False
+        if not buf:                         # the group was closed under us (stop() of a stuck reader)
             return False
         now_ns = time.clock_gettime_ns(time.CLOCK_BOOTTIME)
         off = 0
