@@ -384,3 +384,40 @@ def test_module_loads_are_killed_through_the_fallback_when_tracepoints_are_missi
         assert ev.proc["pid"] == p.pid
     finally:
         kern.detach_program("enforce_module_fallback")
+
+
+def test_scope_by_container_id_follows_the_container_cgroup(kern: EnforceKernel, drain: Take,
+                                                            tmp_path: Path) -> None:
+    """A container is its cgroup: a process moved into docker-<id>.scope is in scope, others are not."""
+    from sentinel_edge.enforce.stage import cgroup2_root, container_cgroups
+
+    root = cgroup2_root()
+    assert root is not None
+    cid = os.urandom(32).hex()
+    parent = Path(root) / f"se-test-{os.getpid()}"
+    cg = parent / f"docker-{cid}.scope"
+    cg.mkdir(parents=True)
+    try:
+        assert container_cgroups(cid[:12]) == [cg.stat().st_ino]
+        exe = _touch_copy(tmp_path)
+        plan = plan_policies(PolicySet(policies=(Policy(
+            id="in-container", kind="exec", mode="enforce", spec=ExecDeny(files=(str(exe),)),
+            scope=Scope(containers=(cid[:12],))),)), cgroups_of=container_cgroups)
+        assert plan.problems == []
+        kern.apply(plan)
+        assert subprocess.run([str(exe), str(tmp_path / "host")]).returncode == 0
+        script = f"echo $$ > {cg}/cgroup.procs && exec {exe} {tmp_path}/inside"
+        p = subprocess.Popen(["/bin/sh", "-c", script])
+        assert p.wait(10) == -signal.SIGKILL
+        assert not (tmp_path / "inside").exists()
+        (ev,) = drain(1)
+        assert ev.proc["pid"] == p.pid and ev.proc["cgroup_id"] == cg.stat().st_ino
+        assert ev.data["action"] == ACT_KILL
+    finally:
+        for d in (cg, parent):
+            for _ in range(50):  # the killed process leaves its cgroup a moment after wait() returns
+                try:
+                    d.rmdir()
+                    break
+                except OSError:
+                    time.sleep(0.05)

@@ -85,6 +85,46 @@ def _mtimes(paths: Sequence[Path]) -> dict[str, float]:
     return out
 
 
+def cgroup2_root(mountinfo: str = "/proc/self/mountinfo") -> str | None:
+    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts)."""
+    try:
+        text = Path(mountinfo).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        pre, _, post = line.partition(" - ")
+        if post.split(" ", 1)[0] == "cgroup2":
+            return pre.split(" ")[4]
+    return None
+
+
+def container_cgroups(container_id: str, root: str | None = None, limit: int = 100_000) -> list[int]:
+    """Cgroup v2 ids (directory inode numbers, what bpf_get_current_cgroup_id gives) of a container.
+
+    ``container_id`` is the full id or a prefix of at least 12 characters;
+    the container's cgroup and every cgroup below it are returned.
+    """
+    from sentinel_edge.enrich.containers import container_of_path
+
+    base = root or cgroup2_root()
+    if base is None:
+        return []
+    out: list[int] = []
+    seen = 0
+    for dirpath, _dirs, _ in os.walk(base):
+        seen += 1
+        if seen > limit:
+            break
+        rel = dirpath[len(base):] or "/"
+        c = container_of_path(rel)
+        if c is not None and c.id.startswith(container_id):
+            try:
+                out.append(os.stat(dirpath).st_ino)
+            except OSError:
+                continue
+    return out
+
+
 def _pid_alive(pid: int, start_ns: int) -> bool:
     from sentinel_edge.enforce.kernel import _start_boottime_ns
     try:
@@ -150,6 +190,7 @@ class EnforcementStage:
         self._mtimes: dict[str, float] = {}
         self._next_watch = 0.0
         self._next_refresh = 0.0
+        self._cgroups: dict[str, list[int]] = {}
         self._decoder: Any = None
         self._pending: list[tuple[Event, Enforcement]] = []
         self.install_state = ""
@@ -255,7 +296,7 @@ class EnforcementStage:
             netmaps = None  # type: ignore[assignment]
         if netmaps is not None:
             extra.append(netmaps.plan_network)
-        plan = plan_policies(pset, extra=extra)
+        plan = plan_policies(pset, extra=extra, cgroups_of=container_cgroups)
         close_prefixes(plan)
         return plan
 
@@ -347,12 +388,29 @@ class EnforcementStage:
         if self._reload_wanted.is_set():
             self._reload_wanted.clear()
             self.reload()
-        if self._fan is not None and now >= self._next_refresh:
+        if now >= self._next_refresh:
             self._next_refresh = now + REFRESH_INTERVAL_S
+            self._refresh()
+
+    def _refresh(self) -> None:
+        """Periodic: fanotify re-marks replaced files; container-scoped policies pick up new cgroups."""
+        if self._fan is not None:
             try:
                 self._fan.refresh()
             except SentinelEdgeError as exc:
                 log.error("fanotify refresh: %s", exc)
+        ids = sorted({c for p in self.policies.policies if isinstance(p.scope.containers, tuple)
+                      for c in p.scope.containers})
+        if ids:
+            cgroups = {c: sorted(container_cgroups(c)) for c in ids}
+            if cgroups != self._cgroups:
+                if self._cgroups:
+                    log.info("containers of container-scoped policies changed: re-applying")
+                    try:
+                        self.apply(self.policies)
+                    except SentinelEdgeError as exc:
+                        log.error("re-applying policies: %s", exc)
+                self._cgroups = cgroups
 
     def drain(self) -> list[tuple[Event, Enforcement]]:
         """Enforcement decisions since the last call: kernel ring events and fanotify decisions."""
