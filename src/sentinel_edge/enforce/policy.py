@@ -36,6 +36,7 @@ import ipaddress
 import os
 import pwd
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -410,7 +411,8 @@ def _combine(read: list[tuple[str, list[_Read], list[PolicyError]]], errors: lis
             seen[r.id] = (name, r.id_line)
             if r.policy is not None:
                 policies.append(r.policy)
-        all_errors.extend(sorted(errs + dup, key=lambda e: (e.line, e.col)))
+        # errors of the whole file (no line: unreadable, too large, too many errors) after the located ones
+        all_errors.extend(sorted(errs + dup, key=lambda e: (e.line or sys.maxsize, e.col)))
     if all_errors:
         first_err = all_errors[0]
         more = f" (and {len(all_errors) - 1} more)" if len(all_errors) > 1 else ""
@@ -428,9 +430,8 @@ def _load_bytes(data: bytes, src: _Src) -> tuple[list[_Read], list[PolicyError]]
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         start = exc.start
-        line_start = data.rfind(b"\n", 0, start) + 1
-        line = data.count(b"\n", 0, start) + 1
-        col = len(data[line_start:start].decode("utf-8", "replace")) + 1
+        head = data[:start].decode("utf-8")       # valid up to the first bad byte
+        line, col = _line_col(head, len(head))
         bad = sum(1 for _ in re.finditer(rb"[\x80-\xff]+", data)) if len(data) < 1 << 20 else 0
         src.errors.append(PolicyError(
             f"invalid UTF-8 (byte 0x{data[start]:02x}): policy files must be UTF-8 text"
@@ -440,9 +441,15 @@ def _load_bytes(data: bytes, src: _Src) -> tuple[list[_Read], list[PolicyError]]
     return _load_text(text, src), src.errors
 
 
+_LINE_BREAK = re.compile("\r\n|[\r\n\x85\u2028\u2029]")     # what YAML counts as a line break
+
+
 def _line_col(text: str, pos: int) -> tuple[int, int]:
-    line = text.count("\n", 0, pos) + 1
-    return line, pos - (text.rfind("\n", 0, pos) + 1) + 1
+    """1-based line and column of character ``pos``, counting lines as YAML marks do."""
+    line, start = 1, 0
+    for m in _LINE_BREAK.finditer(text, 0, pos):
+        line, start = line + 1, m.end()
+    return line, pos - start + 1
 
 
 def _compose(text: str, src: _Src) -> yaml.Node | None:
@@ -539,7 +546,8 @@ def _read_root(root: yaml.Node, src: _Src, out: list[_Read]) -> None:
     if keys is None:
         return
     if "policies" not in keys:
-        src.err("no 'policies:' list in this file", root, "")
+        if not isinstance(root, yaml.MappingNode) or not root.value:
+            src.err("no 'policies:' list in this file", root, "")
         return
     pnode = keys["policies"][1]
     if isinstance(pnode, yaml.ScalarNode) and pnode.tag == _NULL_TAG:
