@@ -414,9 +414,9 @@ class EnforceKernel:
         The new object is loaded and attached next to the pinned one, ``write``
         fills its maps, and only then are the old pins removed.
         """
+        state = self.read_state()
         old_fds = dict(self._fds)
         self._fds = {}
-        state = self.read_state()
         self._load_object()
         self._update("se_enf_state", ctypes.c_uint32(0), EnfState(active_gen=0, armed=state.armed,
                                                                  agent_tgid=state.agent_tgid,
@@ -523,6 +523,7 @@ class EnforceKernel:
         (self.pin_root / "links").mkdir(parents=True, exist_ok=True)
         libbpf.check_int(self._lib.bpf_link__pin(link, str(self._link_pin(pin_name or name)).encode()),
                          f"pinning link {pin_name or name}")
+        self._lib.bpf_link__destroy(link)  # the pin holds the link now; our fd would keep it attached after unpin
         return True
 
     def attach_program(self, name: str, *, target: int | None = None, how: str = "auto",
