@@ -187,7 +187,8 @@ class OpenerAccess:
     syscall: str | None = None
 
 
-def opener_access(tid: int, machine: str | None = None) -> OpenerAccess:
+def opener_access(tid: int, machine: str | None = None,
+                  read_mem: Callable[[int, int, int], bytes | None] | None = None) -> OpenerAccess:
     """The access a thread blocked in an open syscall asked for (``/proc/TID/syscall``).
 
     Unknown (another syscall, io_uring, a 32-bit task, unreadable) counts as
@@ -214,7 +215,7 @@ def opener_access(tid: int, machine: str | None = None) -> OpenerAccess:
     if idx == -1:
         flags = os.O_CREAT | os.O_WRONLY | os.O_TRUNC
     elif idx == -2:
-        how = _read_mem(tid, args[2], 8)
+        how = (read_mem or _read_mem)(tid, args[2], 8)
         if how is None:
             return OpenerAccess(_ACC_BOTH, False, None, name)
         flags = struct.unpack("<Q", how)[0]
@@ -342,42 +343,87 @@ def _mount_table(path: str) -> list[_Mount]:
     return out
 
 
-def _mnt_id(fd: int) -> int | None:
-    raw = _read(f"/proc/self/fdinfo/{fd}")
-    for line in (raw or "").splitlines():
-        if line.startswith("mnt_id:"):
-            return int(line.split()[1])
-    return None
+REMOTE_FSTYPES: frozenset[str] = frozenset({
+    "fuse", "fuseblk", "nfs", "nfs4", "cifs", "smb3", "smbfs", "9p", "ceph", "afs", "glusterfs", "virtiofs",
+    "lustre", "davfs", "ncpfs", "coda",
+})
+
+
+def is_remote(fstype: str) -> bool:
+    """Reads and even stat() on these go to a user-space server or the network: the reader
+    thread must not touch their files (a hung or hostile FUSE daemon would hang every answer)."""
+    return fstype in REMOTE_FSTYPES or fstype.startswith("fuse.")
+
+
+FileKey = tuple[int, int]   # (superblock dev, ino): how marks, rules and events are matched
+
+
+@dataclass(frozen=True, slots=True)
+class _Loc:
+    """Where an open file lives, from /proc/self/fdinfo and mountinfo: no call into its filesystem."""
+
+    dev: int
+    ino: int
+    fstype: str
+
+    @property
+    def key(self) -> FileKey:
+        return (self.dev, self.ino)
+
+    @property
+    def local(self) -> bool:
+        return not is_remote(self.fstype)
 
 
 class _Devices:
-    """mount id -> superblock device, for this mount namespace and (on a miss) the event process's."""
+    """The mount table of this mount namespace (and, on a miss, of the event process's)."""
 
     def __init__(self) -> None:
-        self._map: dict[int, int] = {}
+        self.table: list[_Mount] = []
+        self._by_id: dict[int, _Mount] = {}
 
     def reload(self) -> None:
-        self._map = {m.mnt_id: m.dev for m in _mount_table("/proc/self/mountinfo")}
+        table = _mount_table("/proc/self/mountinfo")
+        self.table, self._by_id = table, {m.mnt_id: m for m in table}
 
-    def sb_dev(self, fd: int, st: os.stat_result, pid: int | None = None) -> int:
-        mnt = _mnt_id(fd)
-        if mnt is None:
-            return st.st_dev
-        dev = self._map.get(mnt)
-        if dev is None:
+    def mount(self, mnt_id: int, pid: int | None = None) -> _Mount | None:
+        m = self._by_id.get(mnt_id)
+        if m is None:
             self.reload()
-            dev = self._map.get(mnt)
-        if dev is None and pid:
-            dev = next((m.dev for m in _mount_table(f"/proc/{pid}/mountinfo") if m.mnt_id == mnt), None)
-        return st.st_dev if dev is None else dev
+            m = self._by_id.get(mnt_id)
+        if m is None and pid:
+            m = next((x for x in _mount_table(f"/proc/{pid}/mountinfo") if x.mnt_id == mnt_id), None)
+        return m
+
+    def locate(self, fd: int, pid: int | None = None) -> _Loc:
+        raw = _read(f"/proc/self/fdinfo/{fd}") or ""
+        mnt_id = ino = None
+        for line in raw.splitlines():
+            if line.startswith("mnt_id:"):
+                mnt_id = int(line.split()[1])
+            elif line.startswith("ino:"):
+                ino = int(line.split()[1])
+        m = None if mnt_id is None else self.mount(mnt_id, pid)
+        if m is None:
+            raise OSError(errno.ENOENT, f"mount {mnt_id} of fd {fd} not found")
+        if ino is None:                 # kernels before 5.14 have no ino: in fdinfo
+            ino = os.fstat(fd).st_ino if not is_remote(m.fstype) else 0
+        return _Loc(m.dev, ino, m.fstype)
+
+    def fstype_of(self, path: str) -> str:
+        """The filesystem type of the deepest mount above ``path`` (this namespace's view)."""
+        best = ""
+        best_len = -1
+        for m in self.table:
+            mp = m.mountpoint.rstrip("/") + "/"
+            if (path + "/").startswith(mp) and len(mp) > best_len:
+                best, best_len = m.fstype, len(mp)
+        return best
 
 
 def _same(a: FileIdentity, b: FileIdentity) -> bool:
     """Same file: device and inode, and the generation where both sides know it."""
     return a.dev == b.dev and a.ino == b.ino and (a.gen is None or b.gen is None or a.gen == b.gen)
-
-
-StatKey = tuple[int, int]   # (st_dev, st_ino): how events are looked up (fstat of the event fd)
 
 
 # -- the compiled policy set ----------------------------------------------------------------
@@ -394,7 +440,7 @@ class _ScopeRule:
 @dataclass(frozen=True, slots=True)
 class _ExecRule:
     policy: Policy
-    idents: dict[StatKey, FileIdentity]
+    idents: dict[FileKey, FileIdentity]
     dirs: tuple[str, ...]           # prefixes ending in '/'
     wholes: frozenset[str]          # whole paths
     sha256: frozenset[str]
@@ -412,15 +458,15 @@ class _FileRule:
 @dataclass(slots=True)
 class _Compiled:
     exec_rules: tuple[_ExecRule, ...] = ()
-    protected: dict[StatKey, tuple[_FileRule, ...]] = field(default_factory=dict)
-    inode_marks: dict[StatKey, tuple[int, str]] = field(default_factory=dict)   # key -> (mask, path)
+    protected: dict[FileKey, tuple[_FileRule, ...]] = field(default_factory=dict)
+    inode_marks: dict[FileKey, tuple[int, str]] = field(default_factory=dict)   # key -> (mask, path)
     fs_all: bool = False                    # sha256: every filesystem
     fs_prefixes: tuple[str, ...] = ()       # prefixes only: the filesystems under them
     watch: dict[str, tuple[str, ...]] = field(default_factory=dict)    # dir -> name patterns
     problems: tuple[str, ...] = ()
 
     @property
-    def perm_keys(self) -> frozenset[StatKey]:
+    def perm_keys(self) -> frozenset[FileKey]:
         return frozenset(k for k, (mask, _) in self.inode_marks.items() if mask & FAN_OPEN_PERM)
 
     @property
@@ -524,12 +570,11 @@ class FanotifyEnforcer:
         self._devices = _Devices()
 
         self._policies = PolicySet()
-        self._version = 0
         self._compiled = _Compiled()
         self._apply_lock = threading.Lock()     # one apply/refresh compiles at a time
         self._mark_lock = threading.RLock()     # marks, the guard, and the reader's guarded opens
-        self._guard: frozenset[StatKey] = frozenset()   # inodes with our open-permission marks
-        self._inode_marked: dict[StatKey, tuple[int, str]] = {}
+        self._guard: frozenset[FileKey] = frozenset()   # inodes with our open-permission marks
+        self._inode_marked: dict[FileKey, tuple[int, str]] = {}
         self._fs_marked: set[int] = set()
         self._watches: dict[int, tuple[str, tuple[str, ...]]] = {}      # wd -> (dir, name patterns)
 
@@ -543,6 +588,10 @@ class FanotifyEnforcer:
         self._leases: deque[tuple[float, int]] = deque()
         self._refresh_at: float | None = None
         self._fs_refresh_at: float | None = None
+        self._kick = threading.Event()
+        self._worker: threading.Thread | None = None
+        self._worker_stop = threading.Event()
+        self._slow_read: threading.Thread | None = None
         self._hash_cache: OrderedDict[tuple[int, ...], str] = OrderedDict()
         self._err_tokens = float(_ERROR_REPORTS_PER_S)
         self._err_time = time.monotonic()
@@ -587,7 +636,6 @@ class FanotifyEnforcer:
                 else:
                     self._compiled = compiled
                 self._policies = policies
-                self._version += 1
         for p in compiled.problems:
             log.warning("fanotify enforcement: %s", p)
 
@@ -627,6 +675,10 @@ class FanotifyEnforcer:
             self._devices.reload()
             self._emitter = threading.Thread(target=self._emit_loop, name="se-fanotify-emit", daemon=True)
             self._emitter.start()
+            self._worker_stop = threading.Event()
+            self._worker = threading.Thread(target=self._work_loop, args=(self._worker_stop,),
+                                            name="se-fanotify-refresh", daemon=True)
+            self._worker.start()
             reader = threading.Thread(target=self._read_loop, name="se-fanotify", daemon=True)
             self._reader = reader               # before start: the loop runs while it is the reader
             reader.start()
@@ -646,6 +698,9 @@ class FanotifyEnforcer:
         pointed at /dev/null so its late writes go nowhere).
         """
         reader, self._reader = self._reader, None
+        worker, self._worker = self._worker, None
+        self._worker_stop.set()
+        self._kick.set()
         if self._wake_w >= 0:
             try:
                 os.write(self._wake_w, b"x")
@@ -664,6 +719,8 @@ class FanotifyEnforcer:
         elif self._group >= 0:
             os.close(self._group)
             self._group = -1
+        if worker is not None and worker is not threading.current_thread():
+            worker.join(timeout)
         emitter, self._emitter = self._emitter, None
         if emitter is not None:
             self._reports.put(None)
@@ -696,7 +753,7 @@ class FanotifyEnforcer:
                 except OSError:
                     pass
         self._group = self._inotify = self._mountinfo = self._wake_r = self._wake_w = -1
-        self._reader = self._emitter = None
+        self._reader = self._emitter = self._worker = None
 
     def _not_from_reader(self, what: str) -> None:
         if self._reader is threading.current_thread():
@@ -705,39 +762,53 @@ class FanotifyEnforcer:
 
     # -- compile: policy set -> rules and wanted marks -------------------------------------
 
-    def _identity(self, path: str, pid: int | None = None) -> tuple[StatKey, FileIdentity]:
-        """Identity of the file a path names (symlinks followed), never opening a file that
-        carries our open-permission mark (the opener would wait for its own answer)."""
+    def _identity(self, path: str, pid: int | None = None, *, wait: bool = True) -> tuple[FileKey, FileIdentity]:
+        """Identity of the file a path names (symlinks followed). It never opens a file that
+        carries our open-permission mark (the opener would wait for its own answer), and
+        touches no file on a remote/FUSE filesystem (generation None there). ``wait=False``
+        (the reader): when the mark lock is busy, the generation is left out rather than waited for."""
         fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
         try:
-            st = os.fstat(fd)
-            key = (st.st_dev, st.st_ino)
+            loc = self._devices.locate(fd, pid)
             gen = None
-            if stat.S_ISREG(st.st_mode):
-                with self._mark_lock:
-                    if key not in self._guard:
+            if loc.local and stat.S_ISREG(os.fstat(fd).st_mode) and self._mark_lock.acquire(blocking=wait):
+                try:
+                    if loc.key not in self._guard:
                         rfd = os.open(f"/proc/self/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY
                                       | os.O_CLOEXEC)
                         try:
                             gen = generation_of_fd(rfd)
                         finally:
                             os.close(rfd)
+                finally:
+                    self._mark_lock.release()
             real = _readlink(f"/proc/self/fd/{fd}") or path
-            return key, FileIdentity(self._devices.sb_dev(fd, st, pid), st.st_ino, gen, real)
+            return loc.key, FileIdentity(loc.dev, loc.ino, gen, real)
         finally:
             os.close(fd)
+
+    def _exe_identity(self, tid: int, pid: int) -> FileIdentity | None:
+        """Identity of a process's executable, from the reader: None when it is gone, is a
+        kernel thread, or lives on a remote/FUSE filesystem (then it is never allow-listed)."""
+        exe = _readlink(f"/proc/{tid}/exe")
+        if not exe or is_remote(self._devices.fstype_of(exe)):
+            return None
+        try:
+            return self._identity(f"/proc/{tid}/exe", pid, wait=False)[1]
+        except OSError:
+            return None
 
     def _compile(self, policies: PolicySet) -> _Compiled:
         self._devices.reload()
         problems: list[str] = []
         out = _Compiled()
         exec_rules: list[_ExecRule] = []
-        protected: dict[StatKey, list[_FileRule]] = {}
-        marks: dict[StatKey, tuple[int, str]] = {}
+        protected: dict[FileKey, list[_FileRule]] = {}
+        marks: dict[FileKey, tuple[int, str]] = {}
         watch: dict[str, set[str]] = {}
         prefixes: list[str] = []
 
-        def resolve(pol: Policy, paths: Iterable[str], what: str) -> list[tuple[StatKey, FileIdentity]]:
+        def resolve(pol: Policy, paths: Iterable[str], what: str) -> list[tuple[FileKey, FileIdentity]]:
             got = []
             for p in paths:
                 try:
@@ -746,7 +817,7 @@ class FanotifyEnforcer:
                     problems.append(f"policy {pol.id}: {what} {p}: {exc.strerror}")
             return got
 
-        def mark(key: StatKey, mask: int, path: str) -> None:
+        def mark(key: FileKey, mask: int, path: str) -> None:
             old = marks.get(key)
             marks[key] = ((old[0] if old else 0) | mask, path)
 
@@ -794,7 +865,7 @@ class FanotifyEnforcer:
         return out
 
     def _scope(self, pol: Policy, scope: Scope,
-               resolve: Callable[[Policy, Iterable[str], str], list[tuple[StatKey, FileIdentity]]]) -> _ScopeRule:
+               resolve: Callable[[Policy, Iterable[str], str], list[tuple[FileKey, FileIdentity]]]) -> _ScopeRule:
         parents = tuple(i for _, i in resolve(pol, scope.parents, "parent executable"))
         return _ScopeRule(frozenset(scope.users), scope.containers, parents, scope.everybody)
 
@@ -805,7 +876,7 @@ class FanotifyEnforcer:
             e = ctypes.get_errno()
             raise OSError(e, os.strerror(e), path)
 
-    def _mark_inode(self, flags: int, mask: int, key: StatKey, path: str) -> bool:
+    def _mark_inode(self, flags: int, mask: int, key: FileKey, path: str) -> bool:
         """Add or remove mask bits on the inode ``key`` found at ``path``; False when the
         path names another inode now (replaced: a refresh takes the new one)."""
         try:
@@ -813,8 +884,7 @@ class FanotifyEnforcer:
         except OSError:
             return False
         try:
-            st = os.fstat(fd)
-            if (st.st_dev, st.st_ino) != key:
+            if self._devices.locate(fd).key != key:
                 return False
             self._fanotify_mark(flags, mask, f"/proc/self/fd/{fd}")
             return True
@@ -876,7 +946,7 @@ class FanotifyEnforcer:
                     continue
                 try:
                     pid = int(path.split("/")[2]) if path.startswith("/proc/") else None
-                    if self._devices.sb_dev(fd, os.fstat(fd), pid) != dev:
+                    if self._devices.locate(fd, pid).dev != dev:
                         continue        # over-mounted: this path reaches another filesystem
                     self._fanotify_mark(FAN_MARK_ADD | FAN_MARK_FILESYSTEM, FAN_OPEN_EXEC_PERM,
                                         f"/proc/self/fd/{fd}")
@@ -898,7 +968,7 @@ class FanotifyEnforcer:
         old = self._compiled
         old_guard = self._guard
         self._guard = old_guard | new.perm_keys
-        added: list[tuple[StatKey, int, str]] = []
+        added: list[tuple[FileKey, int, str]] = []
         try:
             for key, (mask, path) in new.inode_marks.items():
                 # added again even when the books say it is there: adding is idempotent, and a
@@ -969,6 +1039,63 @@ class FanotifyEnforcer:
     def _refresh_soon(self) -> None:
         if self._refresh_at is None:
             self._refresh_at = time.monotonic() + 0.05
+            self._kick.set()
+
+    # -- the worker: refreshes, off the reader (they walk paths that may be slow) ----------------
+
+    def _work_loop(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            due = [t for t in (self._refresh_at, self._fs_refresh_at) if t is not None]
+            wait = 1.0 if not due else min(due) - time.monotonic()
+            if wait > 0:
+                self._kick.wait(wait)
+                self._kick.clear()
+                continue
+            try:
+                self._refresh_due()
+            except Exception:
+                self._stats["errors"] += 1
+                log.exception("fanotify refresh")
+                stop.wait(0.1)
+
+    def _refresh_due(self) -> None:
+        now = time.monotonic()
+        if self._refresh_at is not None and now >= self._refresh_at:
+            self._refresh_at = None
+            with self._apply_lock:
+                compiled = self._compile(self._policies)
+                with self._mark_lock:
+                    if self._group >= 0:
+                        try:
+                            self._switch(compiled)
+                            self._stats["refreshes"] += 1
+                        except EnforceError as exc:
+                            self._stats["mark_errors"] += 1
+                            log.warning("fanotify refresh: %s", exc)
+        if self._fs_refresh_at is not None and now >= self._fs_refresh_at:
+            self._fs_refresh_at = None
+            with self._mark_lock:
+                if self._compiled.needs_fs and self._group >= 0:
+                    try:
+                        self._mark_filesystems(self._compiled, other_namespaces=False)
+                    except EnforceError as exc:
+                        log.warning("fanotify: %s", exc)
+
+    def _read_mem_bounded(self, tid: int, addr: int, size: int) -> bytes | None:
+        """/proc/TID/mem read in a helper thread, waited for at most 50 ms: the page may be
+        backed by a file whose (FUSE) server never answers. While one such read is stuck,
+        others are not tried (the flags count as unknown: fail closed)."""
+        if self._slow_read is not None and self._slow_read.is_alive():
+            return None
+        box: list[bytes | None] = []
+        t = threading.Thread(target=lambda: box.append(_read_mem(tid, addr, size)), name="se-fanotify-mem",
+                             daemon=True)
+        t.start()
+        t.join(0.05)
+        if t.is_alive():
+            self._slow_read = t
+            return None
+        return box[0] if box else None
 
     # -- the reader ---------------------------------------------------------------------
 
@@ -982,9 +1109,7 @@ class FanotifyEnforcer:
         try:
             while True:
                 now = time.monotonic()
-                due = [t for t in (self._refresh_at, self._fs_refresh_at,
-                                   self._leases[0][0] if self._leases else None) if t is not None]
-                timeout = None if not due else max(0, int((min(due) - now) * 1000) + 1)
+                timeout = None if not self._leases else max(0, int((self._leases[0][0] - now) * 1000) + 1)
                 try:
                     ready = dict(poller.poll(timeout))
                 except InterruptedError:
@@ -1003,7 +1128,8 @@ class FanotifyEnforcer:
                             pass
                         if self._compiled.needs_fs and self._fs_refresh_at is None:
                             self._fs_refresh_at = time.monotonic() + 0.02
-                    self._housekeeping()
+                            self._kick.set()
+                    self._release_leases()
                 except Exception:
                     self._stats["errors"] += 1
                     log.exception("fanotify reader")
@@ -1013,35 +1139,6 @@ class FanotifyEnforcer:
             if self._group == group:
                 self._group = -1
             os.close(group)                 # closing the group allows whatever still waits
-
-    def _housekeeping(self) -> None:
-        self._release_leases()
-        now = time.monotonic()
-        if self._refresh_at is not None and now >= self._refresh_at:
-            self._refresh_at = None
-            version = self._version
-            if self._apply_lock.acquire(blocking=False):
-                try:
-                    if version == self._version:
-                        compiled = self._compile(self._policies)
-                        with self._mark_lock:
-                            self._switch(compiled)
-                        self._stats["refreshes"] += 1
-                except EnforceError as exc:
-                    self._stats["mark_errors"] += 1
-                    log.warning("fanotify refresh: %s", exc)
-                finally:
-                    self._apply_lock.release()
-            else:
-                self._refresh_soon()
-        if self._fs_refresh_at is not None and now >= self._fs_refresh_at:
-            self._fs_refresh_at = None
-            with self._mark_lock:
-                if self._compiled.needs_fs:
-                    try:
-                        self._mark_filesystems(self._compiled, other_namespaces=False)
-                    except EnforceError as exc:
-                        log.warning("fanotify: %s", exc)
 
     def _read_inotify(self) -> None:
         try:
@@ -1145,21 +1242,19 @@ class FanotifyEnforcer:
         if task.pid in (1, self._agent_pid) or task.kthread:
             self._stats["exempt"] += 1
             return False, [], False
-        st = os.fstat(fd)
-        key = (st.st_dev, st.st_ino)
+        loc = self._devices.locate(fd, task.pid)
+        path = self._fd_path(fd)
         hits: list[_Hit] = []
         data: dict[str, object] = {}
         keep = False
         if mask & FAN_OPEN_EXEC_PERM:
-            path = self._fd_path(fd, st)
-            hits, keep = self._decide_exec(comp, task, fd, st, key, path, data, deadline)
+            hits, keep = self._decide_exec(comp, task, fd, loc, path, data, deadline)
             data.update(access="exec", flags_known=True)
         elif mask & FAN_OPEN_PERM:
-            path = self._fd_path(fd, st)
-            rules = comp.protected.get(key, ())
+            rules = comp.protected.get(loc.key, ())
             if not rules:
                 return False, [], False
-            how = opener_access(tid, self._machine)
+            how = opener_access(tid, self._machine, self._read_mem_bounded)
             for rule in rules:
                 if not (how.access & rule.access) or not self._in_scope(rule.scope, task):
                     continue
@@ -1175,8 +1270,7 @@ class FanotifyEnforcer:
         if self._allow and self._exe_allowed(task, self._allow):
             self._stats["exempt"] += 1
             return False, [], keep
-        ident = FileIdentity(self._devices.sb_dev(fd, st, task.pid), st.st_ino, generation_of_fd(fd), path)
-        data["identity"] = {"dev": ident.dev, "ino": ident.ino, "gen": ident.gen}
+        data["identity"] = {"dev": loc.dev, "ino": loc.ino, "gen": generation_of_fd(fd) if loc.local else None}
         proc = self._proc(task)
         deny = False
         out = []
@@ -1193,13 +1287,11 @@ class FanotifyEnforcer:
         return deny, out, keep
 
     @staticmethod
-    def _fd_path(fd: int, st: os.stat_result) -> str:
+    def _fd_path(fd: int) -> str:
         path = _readlink(f"/proc/self/fd/{fd}")
-        if st.st_nlink == 0 and path.endswith(" (deleted)"):
-            path = path[:-len(" (deleted)")]
-        return path
+        return path[:-len(" (deleted)")] if path.endswith(" (deleted)") else path
 
-    def _decide_exec(self, comp: _Compiled, task: _Task, fd: int, st: os.stat_result, key: StatKey, path: str,
+    def _decide_exec(self, comp: _Compiled, task: _Task, fd: int, loc: _Loc, path: str,
                      data: dict[str, object], deadline: float) -> tuple[list[_Hit], bool]:
         hits: list[_Hit] = []
         digest: str | None = None
@@ -1208,10 +1300,10 @@ class FanotifyEnforcer:
         gen: int | None = -1
         for rule in comp.exec_rules:
             reason = None
-            ident = rule.idents.get(key)
+            ident = rule.idents.get(loc.key)
             if ident is not None:
                 if gen == -1:
-                    gen = generation_of_fd(fd)
+                    gen = generation_of_fd(fd) if loc.local else None
                 if ident.gen is None or gen is None or ident.gen == gen:
                     reason = "identity"
             if reason is None and (path in rule.wholes or path.startswith(rule.dirs)):
@@ -1222,6 +1314,8 @@ class FanotifyEnforcer:
                 continue
             if reason is None:
                 if digest is None:
+                    if not loc.local:
+                        raise _Undecided(f"not hashed: on a {loc.fstype} filesystem", rule.policy)
                     if not keep:
                         stable = _take_lease(fd)
                         keep = True
@@ -1290,10 +1384,7 @@ class FanotifyEnforcer:
         if scope.parents:
             if not task.parent_read:
                 task.parent_read = True
-                try:
-                    task.parent_ident = self._identity(f"/proc/{task.ppid}/exe", task.ppid)[1]
-                except OSError:
-                    task.parent_ident = None
+                task.parent_ident = self._exe_identity(task.ppid, task.ppid)
             p = task.parent_ident
             if p is None or not any(_same(p, a) for a in scope.parents):
                 return False
@@ -1302,10 +1393,7 @@ class FanotifyEnforcer:
     def _exe_allowed(self, task: _Task, allow: tuple[FileIdentity, ...]) -> bool:
         if not task.exe_read:
             task.exe_read = True
-            try:
-                task.exe_ident = self._identity(f"/proc/{task.tid}/exe", task.pid)[1]
-            except OSError:
-                task.exe_ident = None
+            task.exe_ident = self._exe_identity(task.tid, task.pid)
         exe = task.exe_ident
         return exe is not None and any(_same(exe, a) for a in allow)
 
