@@ -104,7 +104,7 @@ class PolicyResult:
     undecided: int = 0                  # events the recording cannot decide (sha256)
     undecided_samples: list[Hit] = field(default_factory=list)
     allowed: int = 0                    # matching events spared by the allow list
-    out_of_scope: int = 0               # events of the policy's kind spared by its scope
+    out_of_scope: int = 0               # events it would have hit but for its scope
     notes: list[str] = field(default_factory=list)
 
 
@@ -367,9 +367,6 @@ class DryRun:
                    event_kind=event.kind)
 
     def _exec(self, c: _Compiled, s: ExecDeny, event: Event, line: int) -> None:
-        if not self._in_scope(c, event):
-            c.result.out_of_scope += 1
-            return
         d = event.data
         exe = _fs(d.get("exe_path"))
         filename = _fs(d.get("filename"))
@@ -380,36 +377,41 @@ class DryRun:
         if filename and interp and filename != interp:
             # a #! script: the kernel ran the interpreter; the script is what was asked for
             script = os.path.realpath(os.path.join(_fs(d.get("cwd")) or "/", filename))
+        found = self._exec_match(c, s, exe, ident, script)
+        if found is None and not s.sha256:
+            return
+        if not self._in_scope(c, event):
+            c.result.out_of_scope += found is not None
+            return
+        if found is not None:
+            c.result.hits.append(self._hit(c, event, line, *found))
+            return
+        c.result.undecided += 1
+        if len(c.result.undecided_samples) < UNDECIDED_SAMPLES:
+            c.result.undecided_samples.append(self._hit(
+                c, event, line, script or exe, "its SHA-256 is not in the recording", ACTION_DENY))
+
+    @staticmethod
+    def _exec_match(c: _Compiled, s: ExecDeny, exe: str, ident: Ident | None,
+                    script: str) -> tuple[str, str, str] | None:
+        """(target, reason, action) of the first thing that denies this exec, or None."""
         assert c.files is not None
         got = c.files.match(ident, exe)
         if got is not None:
-            c.result.hits.append(self._hit(c, event, line, exe, f"executable is denied file {got[0]} ({got[1]})",
-                                           ACTION_KILL))
-            return
+            return exe, f"executable is denied file {got[0]} ({got[1]})", ACTION_KILL
         if script:
             got = c.files.match(None, script)
             if got is not None:
-                c.result.hits.append(self._hit(c, event, line, script,
-                                               f"#! script (run by {exe}) is denied file {got[0]} (same path)",
-                                               ACTION_DENY))
-                return
+                return script, f"#! script (run by {exe}) is denied file {got[0]} (same path)", ACTION_DENY
         pre = _in_prefixes(exe, s.prefixes)
         if pre is not None:
-            how = "is" if pre == exe else "is under prefix"
-            c.result.hits.append(self._hit(c, event, line, exe, f"executable path {how} {pre}", ACTION_KILL))
-            return
+            return exe, f"executable path {'is' if pre == exe else 'is under prefix'} {pre}", ACTION_KILL
         if script:
             pre = _in_prefixes(script, s.prefixes)
             if pre is not None:
                 how = "is" if pre == script else "is under prefix"
-                c.result.hits.append(self._hit(c, event, line, script,
-                                               f"#! script (run by {exe}) {how} {pre}", ACTION_DENY))
-                return
-        if s.sha256:
-            c.result.undecided += 1
-            if len(c.result.undecided_samples) < UNDECIDED_SAMPLES:
-                c.result.undecided_samples.append(self._hit(
-                    c, event, line, script or exe, "its SHA-256 is not in the recording", ACTION_DENY))
+                return script, f"#! script (run by {exe}) {how} {pre}", ACTION_DENY
+        return None
 
     def _file(self, c: _Compiled, s: FileDeny, event: Event, line: int) -> None:
         d = event.data
