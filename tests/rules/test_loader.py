@@ -204,7 +204,7 @@ CASES: list[tuple[str, str, list[str]]] = [
           severity: high
           severity: low
           condition: proc.name = x
-        """, ["3:3: rule 'x.y' has unknown key 'severty' (allowed: attack, condition, description, enabled, "
+        """, ["3:3: rule 'x.y' has unknown key 'severty' (allowed: actions, attack, condition, description, enabled, "
               "exceptions, output, rule, severity, tags, title, type)",
               "5:3: rule 'x.y' has key 'severity' twice"]),
     ("missing keys", """
@@ -361,7 +361,7 @@ CASES: list[tuple[str, str, list[str]]] = [
               "8:5: rule 's.one': a sequence needs at least 2 steps",
               "10:25: same of step 'a' of rule 's.one': 'b.file.path' must name an earlier step and a field "
               "(write.file.path)",
-              "20:3: rule 's.two' (threshold) has unknown key 'steps' (allowed: attack, by, condition, count, "
+              "20:3: rule 's.two' (threshold) has unknown key 'steps' (allowed: actions, attack, by, condition, count, "
               "description, distinct, enabled, exceptions, output, rule, severity, tags, title, type, within)",
               "18:10: rule 's.two': count must be a positive integer, not '-1'",
               "19:13: distinct of rule 's.two': unknown field 'file.pth' (did you mean 'file.path'?)",

@@ -77,7 +77,7 @@ def test_validate_prints_every_error_located(tmp_path: Path) -> None:
     assert r.stderr.splitlines() == [
         f"{tmp_path / 'missing.yaml'}: no such file or directory",
         f"{f}:1:3: rule 'x.y' has no 'severity'",
-        f"{f}:3:3: rule 'x.y' has unknown key 'severty' (allowed: attack, condition, description, enabled, "
+        f"{f}:3:3: rule 'x.y' has unknown key 'severty' (allowed: actions, attack, condition, description, enabled, "
         "exceptions, output, rule, severity, tags, title, type)",
         f"{f}:4:28: unexpected 'and' after 'proc.name in (': expected a value",
         f"{f}:10:5: unknown field 'proc.nmae' (did you mean 'proc.name'?)",
