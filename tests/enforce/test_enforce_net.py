@@ -685,7 +685,7 @@ os._exit(0)   # no cleanup: what is pinned must keep working
 """
 
 
-def test_enforcement_survives_the_loading_process_and_is_adopted() -> None:
+def test_enforcement_survives_the_loading_process_and_is_adopted(netns: Netns) -> None:
     pin = PIN + "-persist"
     try:
         r = subprocess.run([sys.executable, "-c", INSTALLER, pin], capture_output=True, text=True, timeout=60)
@@ -695,10 +695,16 @@ def test_enforcement_survives_the_loading_process_and_is_adopted() -> None:
         assert k.open() == "adopted"
         assert {"enforce_connect4", "enforce_connect6"} <= set(k.pinned_links())
         assert k.count_entries("se_enf_conn4") == 1
-        # adopted: sync is a no-op for what is pinned
-        assert sync_network(k, PolicySet()).connect
+        # adopted: what is pinned stays; a new XDP attachment comes from the object loaded again on its maps
+        pol = inbound_policy("i", (f"{V4_A}/32",))
+        with in_netns(NS_B):
+            apply(k, pol)
+            got = sync_network(k, PolicySet(policies=(pol,)))
+        assert got.interfaces == {VETH_B: netns.ifindex_b} and got.problems == []
+        assert ping(V4_A, V4_B, count=2) == 0
+        assert connect("127.231.8.8", 40091, listen="127.231.8.8")["errno"] == 0   # that policy set is gone
         k.uninstall()
-        assert connect("127.231.8.8", 40091, listen="127.231.8.8")["errno"] == 0
+        assert ping(V4_A, V4_B, count=2) == 2
     finally:
         if Path(pin).exists():
             EnforceKernel(pin_root=pin).uninstall()
@@ -737,3 +743,15 @@ def test_replace_points_network_links_at_the_new_programs(netns: Netns) -> None:
         EnforceKernel(pin_root=pin).uninstall()
     assert not Path(pin).exists()
     assert ping(V4_A, V4_B, count=2) == 2
+
+
+def test_sync_reports_a_missing_interface_and_attaches_the_rest(kern: EnforceKernel,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    pol = Policy(id="gone", kind="inbound", mode="enforce",
+                 spec=InboundDrop(interfaces=("se-no-such-if",), sources=(_net("10.9.0.0/16"),)))
+    with caplog.at_level("WARNING", logger="sentinel_edge.enforce.netmaps"):
+        got = netmaps.sync_attachments(kern, PolicySet(policies=(pol,)))
+    assert got.connect and got.interfaces == {} and got.cgroup_root == netmaps.cgroup2_root()
+    assert len(got.problems) == 1 and got.problems[0].startswith("interface se-no-such-if: ")
+    assert [r.getMessage() for r in caplog.records] == [f"network enforcement: {got.problems[0]}"]
+    assert not any(p.startswith("xdp_") for p in kern.pinned_links())

@@ -62,6 +62,7 @@ __all__ = [
     "plan_network",
     "register",
     "relink",
+    "sync_attachments",
     "sync_network",
     "xdp_pin_name",
 ]
@@ -385,6 +386,14 @@ def sync_network(kernel: EnforceKernel, policies: PolicySet, *, extra_interfaces
             kernel.detach_program(pin)
             out.detached.append(pin[len(XDP_PIN_PREFIX):])
     return out
+
+
+def sync_attachments(kernel: EnforceKernel, policies: PolicySet) -> NetSync:
+    """:func:`sync_network` for the enforcement stage: its problems are logged, not raised."""
+    got = sync_network(kernel, policies)
+    for p in got.problems:
+        log.warning("network enforcement: %s", p)
+    return got
 
 
 def network_pins(kernel: EnforceKernel) -> list[str]:
