@@ -16,6 +16,7 @@ import errno
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import subprocess
 import sys
@@ -31,6 +32,7 @@ import pytest
 from sentinel_edge.enforce.fanotify import (
     FanotifyEnforcer,
     _Mount,
+    _mount_table,
     _under_prefixes,
     access_name,
     access_of_flags,
@@ -124,7 +126,8 @@ def _child_exit(code: int) -> None:
     os._exit(code)
 
 
-def fork_exec(argv: list[str], *, cwd: Path | None = None, uid: int | None = None) -> tuple[int, int]:
+def fork_exec(argv: list[str], *, cwd: Path | None = None, uid: int | None = None,
+              cgroup: Path | None = None) -> tuple[int, int]:
     """Fork; the child execs ``argv`` (stdout/stderr to /dev/null). Returns (child pid,
     exit code), the exit code being 200 + errno when the exec itself failed."""
     pid = os.fork()
@@ -135,6 +138,8 @@ def fork_exec(argv: list[str], *, cwd: Path | None = None, uid: int | None = Non
             os.dup2(null, 2)
             if cwd is not None:
                 os.chdir(cwd)
+            if cgroup is not None:
+                (cgroup / "cgroup.procs").write_text(str(os.getpid()))
             if uid is not None:
                 os.setgroups([])
                 os.setgid(uid)
@@ -389,6 +394,48 @@ def test_scope_users_and_parents(work: Path) -> None:
     with enforcing(work, [scoped_host], reports):
         _, rc = fork_exec([str(target)])
         assert rc == 0                                  # a host process is outside the scope
+
+
+def test_scope_containers(work: Path) -> None:
+    """A container as the agent sees one: a process in a cgroup named like docker's."""
+    reports = Reports()
+    target = work / "target"
+    digest = unique_binary(target)
+    cg2 = next(m.mountpoint for m in _mount_table("/proc/self/mountinfo") if m.fstype == "cgroup2")
+    cid = secrets.token_hex(32)
+    cg = Path(cg2) / f"docker-{cid}.scope"
+    cg.mkdir()
+    try:
+        in_it = policy("in-container", "enforce", ExecDeny(sha256=(digest,)), Scope(containers=(cid[:12],)))
+        on_host = policy("on-host", "enforce", ExecDeny(sha256=(digest,)), Scope(containers="host"))
+        with enforcing(work, [in_it], reports):
+            t0 = boot_ns()
+            assert fork_exec([str(target)])[1] == 0
+            pid, rc = fork_exec([str(target)], cgroup=cg)
+            assert rc == EPERM_EXIT
+            (e,) = reports.of(pid)
+            start = e.proc["start_ns"]
+            assert e.proc == {"pid": pid, "tid": pid, "ppid": os.getpid(), "uid": 0, "euid": 0, "comm": SELF_COMM,
+                              "exe": SELF_EXE, "start_ns": start, "container": cid}
+            assert isinstance(start, int) and t0 - 20_000_000 <= start <= boot_ns()
+            assert (e.policy_id, e.action, e.data) == ("in-container", ACTION_DENY,
+                                                       exec_data(target, "sha256", digest))
+        with enforcing(work, [on_host], reports):
+            assert fork_exec([str(target)], cgroup=cg)[1] == 0
+            pid, rc = fork_exec([str(target)])
+            assert rc == EPERM_EXIT
+            (e,) = reports.of(pid)
+            assert (e.policy_id, e.proc["container"]) == ("on-host", None)
+    finally:
+        deadline = time.monotonic() + 5
+        while True:                                     # its processes are reaped: it empties
+            try:
+                cg.rmdir()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
 
 # -- protected files ------------------------------------------------------------------------

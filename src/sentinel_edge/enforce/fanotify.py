@@ -268,6 +268,9 @@ class _Task:
     exe_read: bool = False
 
 
+_STATUS_KEYS = frozenset({"Name", "Tgid", "PPid", "Uid", "Kthread"})
+
+
 def _read_task(tid: int) -> _Task | None:
     raw = _read(f"/proc/{tid}/status")
     if raw is None:
@@ -275,8 +278,10 @@ def _read_task(tid: int) -> _Task | None:
     vals: dict[str, str] = {}
     for line in raw.splitlines():
         key, _, value = line.partition(":")
-        if key in ("Name", "Tgid", "PPid", "Uid", "Kthread"):
+        if key in _STATUS_KEYS:
             vals[key] = value.strip()
+            if key == "Kthread":        # the last one needed
+                break
     try:
         uids = vals["Uid"].split()
         kthread = vals.get("Kthread")
@@ -599,7 +604,7 @@ class FanotifyEnforcer:
             "events", "allowed", "denied", "hits", "audited", "errors", "exempt", "vanished", "hashed",
             "hash_cache_hits", "unverifiable", "reports", "reports_dropped", "errors_unreported",
             "callback_errors", "reply_errors", "refreshes", "marks_inode", "marks_fs", "mark_errors",
-            "stale_marks", "answer_us_max", "overflows"), 0)
+            "stale_marks", "answer_us_max", "answer_us_total", "overflows"), 0)
 
     # -- public API ------------------------------------------------------------------
 
@@ -1204,10 +1209,10 @@ class FanotifyEnforcer:
             deny, out, keep_fd = self._decide(mask, fd, tid, now_ns, t0 + self._answer_timeout)
         except _Undecided as exc:       # never let an error hold the opener: allow and report
             self._stats["errors"] += 1
-            out = [self._error_report(exc.policy, str(exc), fd, tid, now_ns)]
+            out = [self._error_for_event(exc.policy, str(exc), fd, tid, now_ns)]
         except Exception as exc:
             self._stats["errors"] += 1
-            out = [self._error_report(None, f"{type(exc).__name__}: {exc}", fd, tid, now_ns)]
+            out = [self._error_for_event(None, f"{type(exc).__name__}: {exc}", fd, tid, now_ns)]
             log.debug("fanotify decision failed", exc_info=True)
         try:
             os.write(group, _RESPONSE.pack(fd, FAN_DENY if deny else FAN_ALLOW))
@@ -1222,6 +1227,7 @@ class FanotifyEnforcer:
             os.close(fd)
         self._stats["denied" if deny else "allowed"] += 1
         took = int((time.monotonic() - t0) * 1e6)
+        self._stats["answer_us_total"] += took
         if took > self._stats["answer_us_max"]:
             self._stats["answer_us_max"] = took
         for e in out:
@@ -1231,31 +1237,44 @@ class FanotifyEnforcer:
 
     def _decide(self, mask: int, fd: int, tid: int, now_ns: int,
                 deadline: float) -> tuple[bool, list[Enforcement], bool]:
-        """(deny, reports, keep the fd for its lease) for one event."""
+        """(deny, reports, keep the fd for its lease) for one event.
+
+        The file is matched first (path, identity, hash): most events match no
+        rule, and for them nothing about the process is read."""
         comp = self._compiled           # one set for the whole decision
+        loc = self._devices.locate(fd, tid)
+        path = self._fd_path(fd)
+        data: dict[str, object] = {}
+        keep = False
+        failed: list[Policy] = []
+        failure: _Undecided | None = None
+        if mask & FAN_OPEN_EXEC_PERM:
+            cands, need_hash, failure, keep = self._match_exec(comp, fd, loc, path, data, deadline)
+            data.update(access="exec", flags_known=True)
+        elif mask & FAN_OPEN_PERM:
+            cands = [(r.policy, "protected", r.scope) for r in comp.protected.get(loc.key, ())]
+            need_hash = []
+        else:
+            return False, [], False
+        if not cands and failure is None:
+            return False, [], keep
         task = _read_task(tid) if tid > 0 else None
         if task is None:
             if tid > 0 and not os.path.exists(f"/proc/{tid}"):
                 self._stats["vanished"] += 1            # killed while waiting: nothing to protect
-                return False, [], False
-            raise _Undecided(f"cannot read /proc/{tid}/status")
+                return False, [], keep
+            raise _Undecided(f"cannot read /proc/{tid}/status", cands[0][0] if cands else None)
         if task.pid in (1, self._agent_pid) or task.kthread:
             self._stats["exempt"] += 1
-            return False, [], False
-        loc = self._devices.locate(fd, task.pid)
-        path = self._fd_path(fd)
+            return False, [], keep
         hits: list[_Hit] = []
-        data: dict[str, object] = {}
-        keep = False
         if mask & FAN_OPEN_EXEC_PERM:
-            hits, keep = self._decide_exec(comp, task, fd, loc, path, data, deadline)
-            data.update(access="exec", flags_known=True)
-        elif mask & FAN_OPEN_PERM:
-            rules = comp.protected.get(loc.key, ())
-            if not rules:
-                return False, [], False
+            hits = [_Hit(pol, reason) for pol, reason, scope in cands if self._in_scope(scope, task)]
+            if failure is not None:
+                failed = [r.policy for r in need_hash if self._in_scope(r.scope, task)]
+        else:
             how = opener_access(tid, self._machine, self._read_mem_bounded)
-            for rule in rules:
+            for rule in comp.protected.get(loc.key, ()):
                 if not (how.access & rule.access) or not self._in_scope(rule.scope, task):
                     continue
                 if rule.allow and self._exe_allowed(task, rule.allow):
@@ -1263,9 +1282,7 @@ class FanotifyEnforcer:
                 hits.append(_Hit(rule.policy, "protected"))
             data.update(access=access_name(how.access), flags_known=how.flags_known, flags=how.flags,
                         syscall=how.syscall)
-        else:
-            return False, [], False
-        if not hits:
+        if not hits and not failed:
             return False, [], keep
         if self._allow and self._exe_allowed(task, self._allow):
             self._stats["exempt"] += 1
@@ -1280,10 +1297,15 @@ class FanotifyEnforcer:
             self._stats["hits"] += 1
             if not enforce:
                 self._stats["audited"] += 1
+            if hit.reason == "unverifiable":
+                self._stats["unverifiable"] += 1
             out.append(Enforcement(
                 policy_id=hit.policy.id, mode=hit.policy.mode, action=ACTION_DENY if enforce else ACTION_AUDIT,
                 mechanism=MECH_FANOTIFY, target=path, ok=True, error=None, time_ns=now_ns, proc=dict(proc),
                 data={**data, "reason": hit.reason}))
+        if failed and failure is not None:
+            self._stats["errors"] += 1
+            out.append(self._error_report(failed[0], str(failure), path, proc, now_ns))
         return deny, out, keep
 
     @staticmethod
@@ -1291,50 +1313,46 @@ class FanotifyEnforcer:
         path = _readlink(f"/proc/self/fd/{fd}")
         return path[:-len(" (deleted)")] if path.endswith(" (deleted)") else path
 
-    def _decide_exec(self, comp: _Compiled, task: _Task, fd: int, loc: _Loc, path: str,
-                     data: dict[str, object], deadline: float) -> tuple[list[_Hit], bool]:
-        hits: list[_Hit] = []
-        digest: str | None = None
-        stable = True
-        keep = False
+    def _match_exec(self, comp: _Compiled, fd: int, loc: _Loc, path: str, data: dict[str, object],
+                    deadline: float) -> tuple[list[tuple[Policy, str, _ScopeRule]], list[_ExecRule],
+                                              _Undecided | None, bool]:
+        """The exec rules the file matches, before looking at who runs it: (candidates with
+        reason and scope, rules that needed the hash, why hashing failed, lease taken)."""
+        cands: list[tuple[Policy, str, _ScopeRule]] = []
+        need_hash: list[_ExecRule] = []
         gen: int | None = -1
         for rule in comp.exec_rules:
-            reason = None
             ident = rule.idents.get(loc.key)
             if ident is not None:
                 if gen == -1:
                     gen = generation_of_fd(fd) if loc.local else None
                 if ident.gen is None or gen is None or ident.gen == gen:
-                    reason = "identity"
-            if reason is None and (path in rule.wholes or path.startswith(rule.dirs)):
-                reason = "prefix"
-            if reason is None and not rule.sha256:
-                continue
-            if not self._in_scope(rule.scope, task):
-                continue
-            if reason is None:
-                if digest is None:
-                    if not loc.local:
-                        raise _Undecided(f"not hashed: on a {loc.fstype} filesystem", rule.policy)
-                    if not keep:
-                        stable = _take_lease(fd)
-                        keep = True
-                    try:
-                        digest = self._sha256(fd, deadline)
-                    except (_Undecided, OSError) as exc:
-                        raise _Undecided(str(exc) if isinstance(exc, _Undecided) else
-                                         f"hashing failed: {exc.strerror}", rule.policy) from exc
-                    data["sha256"] = digest
-                    if not stable:
-                        data["content_stable"] = False
-                if digest in rule.sha256:
-                    reason = "sha256"
-                elif not stable:
-                    reason = "unverifiable"
-                    self._stats["unverifiable"] += 1
-            if reason is not None:
-                hits.append(_Hit(rule.policy, reason))
-        return hits, keep
+                    cands.append((rule.policy, "identity", rule.scope))
+                    continue
+            if path in rule.wholes or path.startswith(rule.dirs):
+                cands.append((rule.policy, "prefix", rule.scope))
+            elif rule.sha256:
+                need_hash.append(rule)
+        if not need_hash:
+            return cands, need_hash, None, False
+        if not loc.local:
+            return cands, need_hash, _Undecided(f"not hashed: on a {loc.fstype} filesystem"), False
+        stable = _take_lease(fd)
+        try:
+            digest = self._sha256(fd, deadline)
+        except _Undecided as exc:
+            return cands, need_hash, exc, True
+        except OSError as exc:
+            return cands, need_hash, _Undecided(f"hashing failed: {exc.strerror}"), True
+        data["sha256"] = digest
+        if not stable:
+            data["content_stable"] = False
+        for rule in need_hash:
+            if digest in rule.sha256:
+                cands.append((rule.policy, "sha256", rule.scope))
+            elif not stable:
+                cands.append((rule.policy, "unverifiable", rule.scope))
+        return cands, need_hash, None, True
 
     def _sha256(self, fd: int, deadline: float) -> str:
         st = os.fstat(fd)           # after the lease: the content cannot change from here
@@ -1407,15 +1425,19 @@ class FanotifyEnforcer:
 
     # -- reports ------------------------------------------------------------------------
 
-    def _error_report(self, policy: Policy | None, message: str, fd: int, tid: int, now_ns: int) -> Enforcement:
+    def _error_report(self, policy: Policy | None, message: str, target: str, proc: dict[str, object],
+                      now_ns: int) -> Enforcement:
         log.warning("fanotify: decision failed (allowed): %s", message)
-        task = _read_task(tid) if tid > 0 else None
         return Enforcement(
             policy_id=policy.id if policy is not None else "", mode=policy.mode if policy is not None else "enforce",
-            action=ACTION_NONE, mechanism=MECH_FANOTIFY, target=_readlink(f"/proc/self/fd/{fd}"), ok=False,
-            error=f"{message}; allowed (fail open)", time_ns=now_ns,
-            proc=self._proc(task) if task is not None else {"pid": 0, "tid": tid},
-            data={"internal_error": True})
+            action=ACTION_NONE, mechanism=MECH_FANOTIFY, target=target, ok=False,
+            error=f"{message}; allowed (fail open)", time_ns=now_ns, proc=proc, data={"internal_error": True})
+
+    def _error_for_event(self, policy: Policy | None, message: str, fd: int, tid: int,
+                         now_ns: int) -> Enforcement:
+        task = _read_task(tid) if tid > 0 else None
+        proc: dict[str, object] = self._proc(task) if task is not None else {"pid": 0, "tid": tid}
+        return self._error_report(policy, message, self._fd_path(fd), proc, now_ns)
 
     def _queue(self, e: Enforcement) -> None:
         if not e.ok and e.action == ACTION_NONE:
