@@ -169,8 +169,9 @@ static __always_inline bool se_enf__protected_task(struct task_struct *task,
 		return true;
 	if (BPF_CORE_READ(task, flags) & SE_PF_KTHREAD)
 		return true;
+	/* user space knows the start time in /proc clock ticks (10 ms): compare at that grain */
 	return st->agent_tgid && tgid == st->agent_tgid &&
-	       se_task__start_ns(task) == st->agent_start_ns;
+	       se_task__start_ns(task) / 10000000 == st->agent_start_ns / 10000000;
 }
 
 static __always_inline bool se_enf__safe_exe(__u32 dev, __u64 ino)

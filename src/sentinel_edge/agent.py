@@ -17,6 +17,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from sentinel_edge.loader.session import SENSORS, BpfSession, SessionReport
 from sentinel_edge.model import KIND_HEALTH, Event
 from sentinel_edge.output.ocsf import to_ocsf
 from sentinel_edge.output.sinks import Sink
+from sentinel_edge.rules.model import Alert
 from sentinel_edge.wire import Decoder
 
 log = logging.getLogger(__name__)
@@ -120,6 +122,8 @@ class Agent:
             for note in self.enforcement.notes:
                 log.info("%s", note)
             self._enforced(found)
+        if self.detection is not None:
+            self.detection.responder = self._responder()
         self._sample_stats(force=True)
         self._flush()
         return self.report
@@ -213,6 +217,43 @@ class Agent:
                 self._flush()
                 n += len(found)
         return n
+
+    def _responder(self) -> Callable[[Alert], list[Alert]]:
+        """Response actions of rules (docs/actions.md): kill, kill_group, block_address, quarantine."""
+        from sentinel_edge.alerts.ocsf import finding_uid
+        from sentinel_edge.enforce.actions import ResponseActions, ResponseConfig
+        from sentinel_edge.enforce.stage import response_alert
+
+        rc = self.cfg.response
+        host = self.host
+        made: list[ResponseActions] = []
+
+        def actions() -> ResponseActions:  # made at the first rule alert with actions
+            if made:
+                return made[0]
+            blocker = self.enforcement.address_blocker() if self.enforcement is not None else None
+            ra = ResponseActions(ResponseConfig(quarantine_dir=Path(rc.quarantine_dir),
+                                                allow_exes=tuple(rc.allow_executables),
+                                                management=tuple(rc.never_block), max_blocked=rc.max_blocked,
+                                                default_ttl_s=rc.default_ttl_s), blocker=blocker)
+            if blocker is not None and ra.blocks is not None:
+                ra.blocks.adopt((b.addr, b.remaining_s, b.reason) for b in blocker.blocked())
+            made.append(ra)
+            return ra
+
+        def respond(alert: Alert) -> list[Alert]:
+            try:
+                ra = actions()
+            except SentinelEdgeError as exc:
+                log.error("response actions unavailable: %s", exc)
+                return []
+            results = ra.run(alert, alert_id=finding_uid(alert, host))
+            for r in results:
+                log.info("response %s for rule %s on %s: %s", r.action, alert.rule.id, r.target,
+                         "done" if r.ok else r.error)
+            return [response_alert(r, alert) for r in results]
+
+        return respond
 
     def _enforced(self, found: list[tuple[Event, Enforcement]]) -> None:
         """Enforcement decisions: enriched, written as events, and raised as alerts."""

@@ -101,6 +101,18 @@ class EnforceConfig:
 
 
 @dataclass(slots=True)
+class ResponseSettings:
+    """Response actions of rules (docs/actions.md)."""
+
+    quarantine_dir: str = "/var/lib/sentinel-edge/quarantine"
+    allow_executables: list[str] = field(default_factory=list)  # never killed, their files never quarantined
+    never_block: list[str] = field(default_factory=list)  # management CIDRs (loopback, own addresses and
+    # default gateways are never blocked anyway)
+    max_blocked: int = 1024
+    default_ttl_s: float = 3600.0
+
+
+@dataclass(slots=True)
 class AgentConfig:
     sensors: SensorsConfig = field(default_factory=SensorsConfig)
     file: FileConfig = field(default_factory=FileConfig)
@@ -112,6 +124,7 @@ class AgentConfig:
     rules: RulesConfig = field(default_factory=RulesConfig)
     alerts: AlertsConfig = field(default_factory=AlertsConfig)  # validated by alerts.config
     enforce: EnforceConfig = field(default_factory=EnforceConfig)
+    response: ResponseSettings = field(default_factory=ResponseSettings)
     drain_interval_ms: int = 10  # how often the rings are drained when idle
     stats_interval_s: float = 1.0  # how often loss counters are read
     queue_max: int = 200_000  # decoded events held in user space before drops are counted
@@ -221,6 +234,12 @@ def validate(cfg: AgentConfig, where: str = "config") -> AgentConfig:
     for i, p in enumerate(cfg.enforce.safe_executables):
         if not p.startswith("/"):
             raise bad(f"enforce.safe_executables[{i}]", p, "must be an absolute path")
+    if not cfg.response.quarantine_dir.startswith("/"):
+        raise bad("response.quarantine_dir", cfg.response.quarantine_dir, "must be an absolute path")
+    if cfg.response.max_blocked < 1:
+        raise bad("response.max_blocked", cfg.response.max_blocked, "must be >= 1")
+    if cfg.response.default_ttl_s < 1:
+        raise bad("response.default_ttl_s", cfg.response.default_ttl_s, "must be >= 1")
     validate_alerts(cfg.alerts, where)
     return cfg
 

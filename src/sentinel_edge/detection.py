@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -109,6 +109,8 @@ class DetectionStage:
         self._mtimes = _mtimes(self._watch_files, self._watch_dirs)
         self._next_watch = time.monotonic() + WATCH_INTERVAL_S
         self._next_expire = time.monotonic() + EXPIRE_INTERVAL_S
+        # runs the response actions of a rule's alert, returns their alerts (set by the agent)
+        self.responder: Callable[[Alert], list[Alert]] | None = None
 
     # -- per event ------------------------------------------------------------------
 
@@ -117,7 +119,7 @@ class DetectionStage:
             self.emit(alert)
 
     def emit(self, alert: Alert) -> None:
-        """Write one alert (a rule's, or an enforcement decision's)."""
+        """Write one alert (a rule's, or an enforcement decision's); run the rule's response actions."""
         self.alerts_raised += 1
         try:
             self.alerts.emit(alert)
@@ -125,6 +127,9 @@ class DetectionStage:
             self.emit_errors += 1
             if self.emit_errors <= 10:
                 log.error("alert %s not written: %s", alert.rule.id, exc)
+        if alert.rule.actions and self.responder is not None:
+            for follow in self.responder(alert):
+                self.emit(follow)
 
     # -- between batches ------------------------------------------------------------
 

@@ -481,8 +481,6 @@ def test_audit_mode_lets_connect_through_and_reports(kern: EnforceKernel, drain:
     assert after["audits"] == before["audits"] + 1 and after["denies"] == before["denies"]
 
 
-@pytest.mark.xfail(strict=True, reason="se_enf__protected_task compares the agent's start_boottime (ns) with "
-                   "EnforceKernel.set_agent's value from /proc/<pid>/stat, which has clock-tick precision")
 def test_the_agent_itself_is_never_denied(kern: EnforceKernel, drain: Take) -> None:
     import socket
     apply(kern, connect_policy("all", ("127.231.4.0/24",)))

@@ -378,11 +378,14 @@ class EnforceKernel:
         """Adopt the pinned object, or install it (replacing one from another build). Returns what happened."""
         _ensure_bpffs()
         if self.installed():
-            self._adopt_maps()
-            if bytes(self._meta().obj_sha256) == self.obj_sha:
+            missing = self._adopt_maps(tolerate_missing=True)
+            if "se_enf_meta" not in missing and bytes(self._meta().obj_sha256) == self.obj_sha:
+                if missing:
+                    raise EnforceError(f"pinned enforcement at {self.pin_root} lacks maps {', '.join(missing)}; "
+                                       "'sentinel-edge policy uninstall' removes a broken installation")
                 self.state_of_install = "adopted"
             else:
-                self.state_of_install = "replaced"
+                self.state_of_install = "replaced"  # another build: replace() swaps it without a gap
         else:
             self._install()
             self.state_of_install = "installed"
@@ -441,6 +444,7 @@ class EnforceKernel:
             libbpf.check_int(self._lib.bpf_map__pin(self._find_map(name), str(p).encode()), f"pinning map {name}")
         for name, link in new_links:
             libbpf.check_int(self._lib.bpf_link__pin(link, str(self._link_pin(name)).encode()), f"pinning link {name}")
+            self._lib.bpf_link__destroy(link)  # the pin holds it now: unpinning must detach it
         meta = EnfMeta()
         ctypes.memmove(meta.obj_sha256, self.obj_sha, 32)
         meta.installed_ns = _boot_ns()
@@ -564,13 +568,19 @@ class EnforceKernel:
             raise EnforceError(f"loading {self.obj_path} failed: {libbpf.errno_text(ret)}\n"
                                + "\n".join(libbpf.take_log()[-60:]))
 
-    def _adopt_maps(self) -> None:
+    def _adopt_maps(self, *, tolerate_missing: bool = False) -> list[str]:
+        """Open the pinned maps; returns those missing (an older build pinned fewer) when tolerated."""
+        missing: list[str] = []
         for name in self.maps:
             fd = self._lib.bpf_obj_get(str(self._map_pin(name)).encode())
             if fd < 0:
+                if tolerate_missing and not self._map_pin(name).exists() and name != "se_enf_state":
+                    missing.append(name)
+                    continue
                 raise EnforceError(f"adopting pinned map {self._map_pin(name)} failed: {libbpf.errno_text(fd)}; "
                                    "'sentinel-edge policy uninstall' removes a broken installation")
             self._fds[name] = fd
+        return missing
 
     # -- state ----------------------------------------------------------------------------
 

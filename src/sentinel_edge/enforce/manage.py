@@ -186,7 +186,7 @@ def _kernel(args: argparse.Namespace) -> Any:
     k = EnforceKernel(pin_root=cfg.enforce.pin_root)
     if not k.installed():
         return None
-    k._adopt_maps()
+    k._adopt_maps(tolerate_missing=True)
     return k
 
 

@@ -159,6 +159,20 @@ def enforcement_alert(enf: Enforcement, policy: Policy | None, event: Event) -> 
                  data=data)
 
 
+def response_alert(enf: Enforcement, alert: Alert) -> Alert:
+    """The alert of a response action a rule ran: the rule is the analytic, the action the control."""
+    rule = alert.rule
+    meta = RuleMeta(id=f"response:{rule.id}", title=f"Response to {rule.title}", severity=rule.severity,
+                    description=rule.description, attack=rule.attack, tags=(*rule.tags, "response"),
+                    source=rule.source, file=rule.file, line=rule.line, kind="response")
+    verb = {ACTION_KILL: "killed", ACTION_NONE: "not acted on"}.get(enf.action, enf.action)
+    msg = f"rule {rule.id}: {enf.target} {verb}" + ("" if enf.ok else f" - {enf.error}")
+    data: dict[str, Any] = {"enforcement": {
+        "policy_id": enf.policy_id, "mode": enf.mode, "action": enf.action, "mechanism": enf.mechanism,
+        "target": enf.target, "ok": enf.ok, "error": enf.error, **enf.data}}
+    return Alert(rule=meta, events=list(alert.events), message=msg, time_ns=time.time_ns(), data=data)
+
+
 def _addr(family: int, raw: bytes) -> str:
     if family == socket.AF_INET6:
         return str(ipaddress.IPv6Address(bytes(raw[:16])))
@@ -191,6 +205,7 @@ class EnforcementStage:
         self._next_watch = 0.0
         self._next_refresh = 0.0
         self._cgroups: dict[str, list[int]] = {}
+        self._blocker: Any = None
         self._decoder: Any = None
         self._pending: list[tuple[Event, Enforcement]] = []
         self.install_state = ""
@@ -209,7 +224,7 @@ class EnforcementStage:
         previous: tuple[int, int] | None = None
         if self.kernel.installed():
             try:
-                self.kernel._adopt_maps()
+                self.kernel._adopt_maps(tolerate_missing=True)
                 st = self.kernel.read_state()
                 previous = (st.agent_tgid, st.agent_start_ns)
                 self._by_gen[st.active_gen] = {i: pid for i, (pid, _) in self.kernel.active_policies().items()}
@@ -394,6 +409,11 @@ class EnforcementStage:
 
     def _refresh(self) -> None:
         """Periodic: fanotify re-marks replaced files; container-scoped policies pick up new cgroups."""
+        if self._blocker is not None:
+            try:
+                self._blocker.sweep()  # expired blocks (the kernel ignores them already) leave the maps
+            except SentinelEdgeError as exc:
+                log.error("sweeping expired address blocks: %s", exc)
         if self._fan is not None:
             try:
                 self._fan.refresh()
@@ -433,6 +453,20 @@ class EnforcementStage:
             out.append((_event_of(enf), enf))
         return out
 
+    def address_blocker(self) -> Any:
+        """The kernel address blocker of response actions (installs kernel enforcement when needed)."""
+        from sentinel_edge.enforce import netmaps
+
+        if not self.kernel._fds:
+            from sentinel_edge.wire.decode import Decoder
+            self.install_state = self.kernel.open(agent_pid=os.getpid())
+            self._decoder = Decoder(self.kernel.btf)
+            self.kernel.set_safe(self._safe_identities())
+        netmaps.sync_network(self.kernel, self.policies)  # connect hooks attached: blocks need them
+        if self._blocker is None:
+            self._blocker = netmaps.KernelAddressBlocker(self.kernel)
+        return self._blocker
+
     def policy_of(self, gen: int, idx: int) -> tuple[Policy | None, str]:
         ent = self._by_gen.get(gen, {}).get(idx)
         if isinstance(ent, Policy):
@@ -446,7 +480,10 @@ class EnforcementStage:
 
     def from_kernel(self, ev: Event) -> Enforcement:
         d = ev.data
-        pol, pid = self.policy_of(int(d["gen"]), int(d["policy_idx"]))
+        if int(d["gen"]) == 0 and int(d["policy_idx"]) == 0xFFFFFFFF:
+            pol, pid = None, "response-block"  # a block_address response action (generation 0 entries)
+        else:
+            pol, pid = self.policy_of(int(d["gen"]), int(d["policy_idx"]))
         kind = int(d["kind"])
         action = KERNEL_ACTIONS.get(int(d["action"]), "unknown")
         result = int(d["result"])
