@@ -115,6 +115,7 @@ IN_MOVED_TO = 0x80
 IN_DELETE_SELF = 0x400
 IN_MOVE_SELF = 0x800
 IN_ONLYDIR = 0x01000000
+IN_Q_OVERFLOW = 0x4000
 _INOTIFY_EVENT = struct.Struct("iIII")
 _WATCH_MASK = IN_CREATE | IN_MOVED_TO | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR
 
@@ -678,7 +679,9 @@ class FanotifyEnforcer:
             self._mountinfo = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
             os.read(self._mountinfo, 1 << 20)
             self._devices.reload()
-            self._emitter = threading.Thread(target=self._emit_loop, name="se-fanotify-emit", daemon=True)
+            self._reports = queue.Queue(maxsize=self._reports.maxsize)
+            self._emitter = threading.Thread(target=self._emit_loop, args=(self._reports,), name="se-fanotify-emit",
+                                             daemon=True)
             self._emitter.start()
             self._worker_stop = threading.Event()
             self._worker = threading.Thread(target=self._work_loop, args=(self._worker_stop,),
@@ -728,7 +731,10 @@ class FanotifyEnforcer:
             worker.join(timeout)
         emitter, self._emitter = self._emitter, None
         if emitter is not None:
-            self._reports.put(None)
+            try:
+                self._reports.put(None, timeout=timeout)    # after what is queued: reports are delivered
+            except queue.Full:
+                pass                                        # the callback is stuck; the thread is a daemon
             if emitter is not threading.current_thread():
                 emitter.join(timeout)
         for fd in (self._inotify, self._mountinfo, self._wake_r, self._wake_w):
@@ -945,7 +951,7 @@ class FanotifyEnforcer:
             last: OSError | None = None
             for path in paths:
                 try:
-                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC | os.O_DIRECTORY)
+                    fd = os.open(path, os.O_PATH | os.O_CLOEXEC)     # a file bind mount is a mount too
                 except OSError as exc:
                     last = exc
                     continue
@@ -1031,15 +1037,17 @@ class FanotifyEnforcer:
         self._update_watches(new)
 
     def _update_watches(self, compiled: _Compiled) -> None:
-        current = {d: wd for wd, (d, _) in self._watches.items()}
-        for d, wd in current.items():
-            if d not in compiled.watch:
-                _libc.inotify_rm_watch(self._inotify, wd)
-                del self._watches[wd]
+        """Watch every directory again (adding is idempotent, and a directory deleted and made
+        again needs a new watch), then drop the watches no longer wanted."""
+        new: dict[int, tuple[str, tuple[str, ...]]] = {}
         for d, names in compiled.watch.items():
             wd = _libc.inotify_add_watch(self._inotify, os.fsencode(d), _WATCH_MASK)
             if wd >= 0:
-                self._watches[wd] = (d, names)
+                prev = new.get(wd)                  # the same directory through two paths
+                new[wd] = (d, names if prev is None else tuple(sorted({*prev[1], *names})))
+        for wd in self._watches.keys() - new.keys():
+            _libc.inotify_rm_watch(self._inotify, wd)
+        self._watches = new                         # one assignment: the reader sees old or new
 
     def _refresh_soon(self) -> None:
         if self._refresh_at is None:
@@ -1156,7 +1164,8 @@ class FanotifyEnforcer:
             name = buf[off + 16:off + 16 + length].rstrip(b"\0").decode("utf-8", "surrogateescape")
             off += 16 + length
             patterns = self._watches.get(wd, ("", ()))[1]
-            if mask & (IN_DELETE_SELF | IN_MOVE_SELF) or any(fnmatch.fnmatchcase(name, p) for p in patterns):
+            if mask & (IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW) or any(
+                    fnmatch.fnmatchcase(name, p) for p in patterns):
                 self._refresh_soon()
 
     def _release_leases(self, everything: bool = False) -> None:
@@ -1455,9 +1464,9 @@ class FanotifyEnforcer:
         except queue.Full:
             self._stats["reports_dropped"] += 1
 
-    def _emit_loop(self) -> None:
+    def _emit_loop(self, reports: queue.Queue[Enforcement | None]) -> None:
         while True:
-            e = self._reports.get()
+            e = reports.get()
             if e is None:
                 return
             try:
