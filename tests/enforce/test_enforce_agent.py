@@ -179,3 +179,43 @@ def test_kill_9_leaves_enforcement_and_the_restarted_agent_adopts_it(tmp_path: P
     finally:
         stop_agent(h2)
     assert subprocess.run([str(exe), str(tmp_path / "n")]).returncode == -signal.SIGKILL  # stopping keeps it
+
+
+def test_a_rule_with_actions_kills_the_process_and_reports_the_response(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "- rule: test.kill_marked\n"
+        "  title: Marked sleeper started\n"
+        "  severity: high\n"
+        "  condition: event.kind = exec and proc.name = se-resp-sleep\n"
+        "  actions: [kill]\n"
+    )
+    exe = Path(shutil.copy("/bin/sleep", tmp_path / "se-resp-sleep"))
+    h = start_agent(tmp_path, "sensors: {file: false, net: false}\n",
+                    extra=["--rules", str(rules), "--no-default-rules"], alerts=True)
+    try:
+        p = subprocess.Popen([str(exe), "30"])
+        try:
+            assert p.wait(15) == -signal.SIGKILL
+        finally:
+            if p.poll() is None:
+                p.kill()
+        (rule_f,) = _wait(lambda: [f for f in _all_findings(h) if f["finding_info"]["analytic"]["uid"]
+                                   == "test.kill_marked"])
+        (resp,) = _wait(lambda: [f for f in _all_findings(h) if f["finding_info"]["analytic"]["uid"]
+                                 == "response:test.kill_marked"])
+        assert rule_f["actor"]["process"]["pid"] == p.pid
+        assert validate(resp) == []
+        assert resp["action_id"] == 2 and resp["disposition_id"] == 2
+        assert resp["policy"]["uid"] == "test.kill_marked"
+        enf = resp["unmapped"]["alert"]["enforcement"]
+        assert enf["action"] == "kill" and enf["ok"] is True and enf["mechanism"] == "response"
+        assert enf["requested"] == "kill"
+        assert resp["actor"]["process"]["pid"] == p.pid
+    finally:
+        stop_agent(h)
+
+
+def _all_findings(h: AgentHandle) -> list[dict[str, Any]]:
+    assert h.alerts_file is not None
+    return [json.loads(line) for line in h.alerts_file.read_text().splitlines()]
