@@ -306,6 +306,29 @@ def test_sha256_denied_binary_created_and_executed_at_once(work: Path) -> None:
         assert st["denied"] >= 2 and st["hashed"] >= 3 and st["errors"] == 0
 
 
+def test_sha256_cannot_vouch_for_a_file_open_for_writing(work: Path) -> None:
+    """Someone holds the file open for writing at the exec: the bytes hashed are not
+    certainly the bytes that run, so a sha256 policy refuses it (the kernel alone would say
+    ETXTBSY, or run it if the writer closed in time)."""
+    reports = Reports()
+    binary = work / "being-written"
+    digest = unique_binary(binary)
+    pol = policy("no-hash", "enforce", ExecDeny(sha256=("0" * 64,)))
+    with enforcing(work, [pol], reports) as enf:
+        t0 = boot_ns()
+        writer = os.open(binary, os.O_WRONLY)
+        try:
+            pid, rc = fork_exec([str(binary)])
+        finally:
+            os.close(writer)
+        assert rc == EPERM_EXIT
+        (e,) = reports.of(pid)
+        check(e, pol=pol, action=ACTION_DENY, target=binary, pid=pid, t0=t0,
+              data={**exec_data(binary, "unverifiable", digest), "content_stable": False})
+        assert fork_exec([str(binary)])[1] == 0          # writer gone: hashed, no match, runs
+        assert enf.stats()["unverifiable"] == 1
+
+
 def test_script_denied_by_identity_even_through_links(work: Path) -> None:
     reports = Reports()
     marker = work / "marker"
