@@ -10,10 +10,11 @@
  *   2. the resolved absolute path of the executed file in the prefix trie
  *      (directory prefixes like "/tmp/" cover files that do not exist yet;
  *      whole paths are stored with their NUL so "/usr/bin/nc" != ".../ncat");
- *   3. the path given to execve when absolute: for a #! script that is the
- *      script (the executed file is then the interpreter).
- * A script named by a relative path, and a script by identity, are decided by
- * the fanotify backend in user space (FAN_OPEN_EXEC_PERM sees the script).
+ *   3. the path given to execve: for a #! script that is the script (the
+ *      executed file is then the interpreter); a relative one is joined with
+ *      the cwd (a leading "./" dropped; ".." components are not resolved).
+ * A script by identity or by hash is decided by the fanotify backend in user
+ * space (FAN_OPEN_EXEC_PERM sees the script).
  */
 #include "enforce/enforce.h"
 
@@ -75,6 +76,26 @@ int BPF_PROG(enforce_exec, struct task_struct *p, pid_t old_pid, struct linux_bi
 		m = se_enf__lookup_path(heap, gen, ev->filename.off, ev->filename.len);
 		if (m)
 			match = SE_ENF_BY_FILENAME;
+	} else if (!m && ev->filename.len) {
+		/* a relative path (./x.sh): the cwd joined with it, a leading "./" dropped */
+		struct se_str cwd = {};
+		__u32 p0 = pos;
+		if (!se_path__append_cwd(heap, &pos, &cwd) && cwd.len && p0 < SE_EVENT_MAX - SE_PATH_MAX) {
+			__u32 end = cwd.off + cwd.len;
+			__u32 skip = (heap->buf[ev->filename.off & SE_MASK] == '.' &&
+				      heap->buf[(ev->filename.off + 1) & SE_MASK] == '/') ? 2 : 0;
+			if (end < SE_EVENT_MAX - SE_ENF_PATH_LPM - 2) {
+				heap->buf[end & SE_MASK] = '/';
+				long n = bpf_probe_read_kernel_str(&heap->buf[(end + 1) & SE_MASK], SE_ENF_PATH_LPM,
+								   &heap->buf[(ev->filename.off + skip) & SE_MASK]);
+				if (n > 1) {
+					m = se_enf__lookup_path(heap, gen, cwd.off, cwd.len + n);
+					if (m)
+						match = SE_ENF_BY_FILENAME;
+				}
+			}
+		}
+		pos = p0;  /* the joined path is scratch, not part of the event */
 	}
 	if (!m)
 		return 0;

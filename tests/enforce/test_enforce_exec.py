@@ -207,6 +207,13 @@ def test_prefix_denies_files_that_did_not_exist_and_scripts_by_path(kern: Enforc
     assert ev.data["match"] == BY_FILENAME
     assert ev.data["filename"] == os.fsencode(script)
     assert ev.data["path"] == os.fsencode(os.path.realpath("/bin/sh"))
+    # the same script by a relative path: joined with the cwd
+    for argv0 in ("./run.sh", "run.sh"):  # execve("run.sh"): relative to the cwd, no PATH search
+        p = subprocess.Popen([sys.executable, "-c", f"import os; os.execv({argv0!r}, [{argv0!r}])"], cwd=d)
+        assert p.wait(10) == -signal.SIGKILL, argv0
+        assert not marker.exists()
+        (ev,) = drain(1)
+        assert ev.data["match"] == BY_FILENAME, argv0
     # outside the prefix: runs
     outside = shutil.copy("/usr/bin/touch", tmp_path / "ok")
     assert subprocess.run([outside, str(marker)]).returncode == 0
