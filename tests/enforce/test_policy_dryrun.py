@@ -113,6 +113,7 @@ def recording() -> Iterator[Recording]:
             pids["G"], _ = run_py(connect_code("AF_INET", "127.0.0.1", ports["p1"]))
             pids["I"], _ = run_py(connect_code("AF_INET", "127.0.0.1", ports["p2"]))
             pids["H"], _ = run_py(connect_code("AF_INET6", "::1", ports["p6"]))
+            pids["V"], _ = run_py(connect_code("AF_INET6", "::ffff:127.0.0.1", ports["p1"]))  # dual-stack
             pids["K"], _ = run_py(BPF_LOAD)
             pids["M"], _ = run_py(MODULE_LOAD)
         finally:
@@ -149,6 +150,14 @@ def policies_yaml(r: Recording) -> str:
           - id: secret-read
             mode: enforce
             file: {{paths: [{w}/data/secret.txt], access: [read], allow: [{w}/allow/okcat]}}
+          - id: secret-glob-read
+            file: {{paths: ["{w}/data/sec*.txt"], access: [read]}}
+          - id: containers-only
+            scope: {{containers: containers}}
+            exec: {{deny: {{prefixes: [{w}/bin/]}}}}
+          - id: host-only
+            scope: {{containers: host}}
+            exec: {{deny: {{files: [{w}/hard-true]}}}}
           - id: secret-dir-write
             file: {{paths: [{w}/data/], access: [write]}}
           - id: lo4-port
@@ -264,6 +273,11 @@ def test_scope_by_user_and_parent(recording: Recording, report: DryRunReport) ->
     check_line(r, res.hits[0])
     assert r.objects[res.hits[0].line - 1]["unmapped"]["proc"]["uid"] == NOBODY
     assert res.out_of_scope == 3                   # A, B and psh's child run as root
+    res = report.result("containers-only")
+    assert (res.hits, res.out_of_scope) == ([], 4)            # nothing here runs in a container
+    res = report.result("host-only")
+    assert len(res.hits) == 5 and res.out_of_scope == 0       # a hard link names the same file
+    assert {h.reason for h in res.hits} == {f"executable is denied file {w}/hard-true (same file (device, inode))"}
     res = report.result("psh-children-true")
     assert len(res.hits) == 1 and res.out_of_scope == 4     # A, B, J, N are the test's children, not psh's
     h = res.hits[0]
@@ -305,18 +319,26 @@ def test_protected_file_opens(recording: Recording, report: DryRunReport) -> Non
                                           "(a file directly in the protected directory)",
                     action="audit", event_kind="file")
     assert {"O_WRONLY", "O_TRUNC", "O_CREAT"} <= set(obj["unmapped"]["open_flags"])
+    res = report.result("secret-glob-read")   # cat and okcat read it (no allow list); the write is not a read
+    assert sorted((h.pid, h.target, h.reason) for h in res.hits) == sorted(
+        (p[k], secret, f"open for read (O_RDONLY) of protected {w}/data/sec*.txt (path matches the pattern)")
+        for k in ("D", "F"))
 
 
 def test_connects(recording: Recording, report: DryRunReport) -> None:
     r, p, ports = recording, recording.pids, recording.ports
     res = report.result("lo4-port")
-    assert len(res.hits) == 1       # the connect to the other loopback port (I) is not hit
-    h = res.hits[0]
+    assert len(res.hits) == 2       # the connect to the other loopback port (I) is not hit
+    h, v = by_pid(res.hits)[p["G"]], by_pid(res.hits)[p["V"]]
     check_line(r, h)
     assert h == Hit(policy_id="lo4-port", time_ns=h.time_ns, line=h.line, pid=p["G"], exe=PYTHON,
                     target=f"127.0.0.1:{ports['p1']}",
                     reason=f"connect: destination in 127.0.0.0/8, port {ports['p1']} denied",
                     action="deny", event_kind="net")
+    check_line(r, v)                # an IPv4-mapped destination of a dual-stack socket is an IPv4 destination
+    assert (v.target, v.reason, v.action) == (f"[::ffff:127.0.0.1]:{ports['p1']}",
+                                              f"connect: destination in 127.0.0.0/8, port {ports['p1']} denied",
+                                              "deny")
     res = report.result("lo6")
     assert len(res.hits) == 1
     h = res.hits[0]
@@ -325,7 +347,7 @@ def test_connects(recording: Recording, report: DryRunReport) -> None:
                     target=f"[::1]:{ports['p6']}", reason=f"connect: destination in ::1/128, port {ports['p6']} denied",
                     action="audit", event_kind="net")
     res = report.result("lo4-other-user")
-    assert (res.hits, res.out_of_scope) == ([], 1)
+    assert (res.hits, res.out_of_scope) == ([], 2)   # G and V run as root
 
 
 def test_kernel_loads(recording: Recording, report: DryRunReport) -> None:
@@ -356,7 +378,7 @@ def test_inbound_and_report_text(recording: Recording, report: DryRunReport) -> 
     assert "inbound [inbound, audit, high] drop inbound from 10.0.0.0/8 on lo: 0 hits" in lines
     assert f"secret-read [file, enforce, high] deny read of {recording.work}/data/secret.txt except by " \
            f"{recording.work}/allow/okcat: 1 hit, 1 allowed by the allow list" in lines
-    assert lines[-1] == f"{report.total_hits} hits by 15 policies"
+    assert lines[-1] == f"{report.total_hits} hits by 18 policies"
 
 
 def test_dry_run_over_events_equals_the_file_run(recording: Recording, policy_file: Path,

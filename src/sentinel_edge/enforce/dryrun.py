@@ -461,7 +461,8 @@ class DryRun:
             target = f"{addr}:{port}"
         else:
             addr = ipaddress.IPv6Address(raw[:16])
-            target = f"[{addr}]:{port}"
+            shown = f"::ffff:{addr.ipv4_mapped}" if addr.ipv4_mapped is not None else str(addr)
+            target = f"[{shown}]:{port}"
         net: IPNetwork | None = None
         if isinstance(addr, ipaddress.IPv4Address):
             net = next((n for n in c.nets4 if addr in n), None)
