@@ -185,6 +185,9 @@ class Agent:
     def step(self, final: bool = False) -> int:
         """One round: drain, decode, enrich, write. Returns records drained."""
         assert self.session is not None and self.decoder is not None
+        # enforcement decisions first: the events of the processes they name were emitted before
+        # them, so they are in the sensor rings drained below and enrichment knows those processes
+        found = self.enforcement.drain() if self.enforcement is not None else []
         readers = self.session.readers
         raw_proc: list[bytes] = []
         cut = boot_ns()
@@ -210,12 +213,10 @@ class Agent:
             events.sort(key=lambda e: e.ts_ns)
             self._process(events)
             self._flush()
-        if self.enforcement is not None:
-            found = self.enforcement.drain()
-            if found:
-                self._enforced(found)
-                self._flush()
-                n += len(found)
+        if found:
+            self._enforced(found)
+            self._flush()
+            n += len(found)
         return n
 
     def _responder(self) -> Callable[[Alert], list[Alert]]:
@@ -258,7 +259,13 @@ class Agent:
     def _enforced(self, found: list[tuple[Event, Enforcement]]) -> None:
         """Enforcement decisions: enriched, written as events, and raised as alerts."""
         for ev, enf in found:
-            self.enricher.enrich(ev)
+            if "uspace" in ev.data and ev.proc.get("pid"):
+                # decided in user space (fanotify): the start time came from /proc, to the tick
+                exact = self.enricher.table.start_of(int(ev.proc["pid"]), int(ev.proc.get("start_ns", 0)))
+                if exact is not None:
+                    ev.proc["start_ns"] = exact
+            if ev.proc.get("pid"):
+                self.enricher.enrich(ev)
             if self.cfg.output.events:
                 self._write(ev)
             self.counters.by_kind[ev.kind] = self.counters.by_kind.get(ev.kind, 0) + 1

@@ -219,3 +219,42 @@ def test_a_rule_with_actions_kills_the_process_and_reports_the_response(tmp_path
 def _all_findings(h: AgentHandle) -> list[dict[str, Any]]:
     assert h.alerts_file is not None
     return [json.loads(line) for line in h.alerts_file.read_text().splitlines()]
+
+
+def test_a_protected_file_is_refused_through_the_agent(tmp_path: Path, pin: str) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("keep me\n")
+    head = shutil.copy("/usr/bin/head", tmp_path / "allowed-head")
+    policy = tmp_path / "files.yaml"
+    policy.write_text(
+        "policies:\n"
+        "  - id: protect-secret\n"
+        "    description: The secret is read by the allowed tool only\n"
+        "    mode: enforce\n"
+        "    file:\n"
+        f"      paths: [{secret}]\n"
+        "      access: [read, write]\n"
+        f"      allow: [{head}]\n"
+    )
+    cfg = f"enforce:\n  policies: [{policy}]\n  pin_root: {pin}\nsensors: {{file: false, net: false}}\n"
+    h = start_agent(tmp_path, cfg, alerts=True)
+    try:
+        r = subprocess.run(["/bin/cat", str(secret)], capture_output=True, text=True, timeout=10)
+        assert r.returncode != 0 and "Operation not permitted" in r.stderr
+        r = subprocess.run(["/bin/sh", "-c", f": > {secret}"], capture_output=True, text=True, timeout=10)
+        assert r.returncode != 0
+        # intact (read through the allowed tool: this test process is not allowed either)
+        r = subprocess.run([head, "-n1", str(secret)], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 0 and r.stdout == "keep me\n"
+        found = _wait(lambda: len(_findings(h, "protect-secret")) >= 2 and _findings(h, "protect-secret"))
+        assert found, "no finding for the refused opens"
+        f = found[0]
+        assert validate(f) == []
+        assert f["action_id"] == 2 and f["disposition_id"] == 2 and f["policy"]["uid"] == "protect-secret"
+        enf = f["unmapped"]["alert"]["enforcement"]
+        assert enf["mechanism"] == "fanotify" and enf["action"] == "deny" and enf["ok"] is True
+        assert enf["target"] == str(secret)
+        assert f["actor"]["process"]["name"] == "cat"
+        assert f["actor"]["process"]["file"]["path"] == "/usr/bin/cat", (f["actor"], f["unmapped"])
+    finally:
+        stop_agent(h)

@@ -15,6 +15,7 @@ says so with an alert (:data:`GAP_POLICY_ID`).
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import logging
 import os
@@ -47,6 +48,7 @@ from sentinel_edge.enforce.model import (
     MECH_SIGKILL,
     MECH_XDP,
     Enforcement,
+    ExecDeny,
     FileIdentity,
     Policy,
     PolicySet,
@@ -131,6 +133,25 @@ def _pid_alive(pid: int, start_ns: int) -> bool:
         return pid > 0 and _start_boottime_ns(pid) == start_ns
     except EnforceError:
         return False
+
+
+def for_fanotify(pset: PolicySet) -> PolicySet:
+    """What the fanotify backend enforces: exec path prefixes are left to the kernel.
+
+    The kernel matches prefixes on the resolved executable, on an absolute
+    script path and on a relative one joined with the cwd, with no cost per
+    exec; fanotify would put every exec of the filesystem through this
+    process (about +0.2 ms each). Identities (inode marks, also for #!
+    scripts), sha256 and protected files stay with fanotify.
+    """
+    out: list[Policy] = []
+    for p in pset.policies:
+        if isinstance(p.spec, ExecDeny) and p.spec.prefixes:
+            if not p.spec.files and not p.spec.sha256:
+                continue
+            p = dataclasses.replace(p, spec=dataclasses.replace(p.spec, prefixes=()))
+        out.append(p)
+    return PolicySet(policies=tuple(out), files=pset.files)
 
 
 def policy_rule(policy: Policy | None, policy_id: str) -> RuleMeta:
@@ -279,7 +300,7 @@ class EnforcementStage:
                 factory = FanotifyEnforcer
             self._fan = factory(self._on_fanotify, agent_pid=os.getpid(),
                                 allow_identities=self._safe_identities())
-            self._fan.apply(self.policies)
+            self._fan.apply(for_fanotify(self.policies))
             self._fan.start()
         except SentinelEdgeError as exc:
             self._fan = None
@@ -332,7 +353,7 @@ class EnforcementStage:
             self._write(self.kernel, plan, pset)
         self._sync_attachments(pset, plan)
         if self._fan is not None:
-            self._fan.apply(pset)
+            self._fan.apply(for_fanotify(pset))
         self.policies = pset
         self.problems = list(plan.problems)
         for p in plan.problems:

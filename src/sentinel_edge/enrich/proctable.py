@@ -658,6 +658,13 @@ class ProcessTable:
         """Image of the event's calling process at ``ts_ns``, created lazily if unknown."""
         return self._image_at(self._entry(p), p, ts_ns)
 
+    def start_of(self, pid: int, approx_ns: int, tolerance_ns: int = 10_000_000) -> int | None:
+        """The exact start time of a known process whose start is known only to a /proc tick."""
+        r = self._by_pid.get(pid)
+        if r is not None and abs(r.start_ns - approx_ns) <= tolerance_ns:
+            return r.start_ns
+        return None
+
     def _entry(self, p: dict[str, Any]) -> _Proc:
         pid: int = p["pid"]
         start_ns: int = p["start_ns"]
