@@ -75,6 +75,8 @@ def recording() -> Iterator[Recording]:
         for d in ("bin", "scripts", "allow", "parent", "data", "agent"):
             (work / d).mkdir(mode=0o755)
         shutil.copy2("/bin/true", work / "bin" / "mytrue")
+        odd = os.fsencode(work / "bin") + b"/b\xffad"      # a file name that is not UTF-8
+        shutil.copy2(b"/bin/true", odd)
         (work / "link-true").symlink_to(work / "bin" / "mytrue")
         os.link(work / "bin" / "mytrue", work / "hard-true")
         script = work / "scripts" / "s.sh"
@@ -100,6 +102,7 @@ def recording() -> Iterator[Recording]:
             secret = str(work / "data" / "secret.txt")
             pids["A"], _ = run_cmd([mytrue])
             pids["B"], _ = run_cmd([str(work / "link-true")])
+            pids["U"], _ = run_cmd([os.fsdecode(odd)])
             pids["J"], _ = run_cmd([str(work / "hard-true")])
             pids["C"], _ = run_cmd(["./s.sh"], cwd=str(work / "scripts"))
             pids["N"], _ = run_cmd([mytrue], user=NOBODY, group=NOBODY, extra_groups=[])
@@ -215,16 +218,23 @@ def test_exec_by_resolved_path_prefix(recording: Recording, report: DryRunReport
     mytrue = f"{w}/bin/mytrue"
     reason = f"executable path is under prefix {w}/bin/"
     hits = by_pid(res.hits)
-    # direct, through a symlink, as nobody, and as psh's child; not the hard link (its path is elsewhere)
-    assert len(res.hits) == 4
-    assert {p["A"], p["B"], p["N"]} <= set(hits)
+    # direct, through a symlink, as nobody, a non-UTF-8 name, and as psh's child; not the hard link (its path is
+    # elsewhere) nor the script
+    assert len(res.hits) == 5
+    assert {p["A"], p["B"], p["N"], p["U"]} <= set(hits)
     assert p["J"] not in hits and p["C"] not in hits
-    for h in res.hits:
+    odd = os.fsdecode(os.fsencode(w) + b"/bin/b\xffad")
+    u = hits.pop(p["U"])
+    check_line(r, u)
+    assert (u.exe, u.target, u.reason, u.action) == (odd, odd, reason, "kill")
+    assert r.objects[u.line - 1]["unmapped"]["exe_path"] == f"{w}/bin/b\\xffad"   # OCSF text of the raw bytes
+    assert f"pid {p['U']} {w}/bin/b\\xffad: kill {w}/bin/b\\xffad: {reason}" in report.render()
+    for h in hits.values():
         obj = check_line(r, h)
         assert (h.policy_id, h.exe, h.target, h.reason, h.action, h.event_kind) == (
             "bin-prefix", mytrue, mytrue, reason, "kill", "exec")
         assert obj["unmapped"]["exe_path"] == mytrue
-    child = [h for h in res.hits if h.pid not in (p["A"], p["B"], p["N"])]
+    child = [h for h in res.hits if h.pid not in (p["A"], p["B"], p["N"], p["U"])]
     assert len(child) == 1 and r.objects[child[0].line - 1]["unmapped"]["proc"]["ppid"] == p["P"]
     assert (res.undecided, res.allowed, res.out_of_scope, res.undecided_samples) == (0, 0, 0, [])
 
@@ -272,9 +282,9 @@ def test_scope_by_user_and_parent(recording: Recording, report: DryRunReport) ->
     assert [h.pid for h in res.hits] == [p["N"]]
     check_line(r, res.hits[0])
     assert r.objects[res.hits[0].line - 1]["unmapped"]["proc"]["uid"] == NOBODY
-    assert res.out_of_scope == 3                   # A, B and psh's child run as root
+    assert res.out_of_scope == 4                   # A, B, U and psh's child run as root
     res = report.result("containers-only")
-    assert (res.hits, res.out_of_scope) == ([], 4)            # nothing here runs in a container
+    assert (res.hits, res.out_of_scope) == ([], 5)            # nothing here runs in a container
     res = report.result("host-only")
     assert len(res.hits) == 5 and res.out_of_scope == 0       # a hard link names the same file
     assert {h.reason for h in res.hits} == {f"executable is denied file {w}/hard-true (same file (device, inode))"}
@@ -398,9 +408,9 @@ def test_cli_dry_run(recording: Recording, policy_file: Path) -> None:
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert res.stdout.startswith("dry run over ")
-    assert f"bin-prefix [exec, enforce, high] deny exec of anything under {recording.work}/bin/: 4 hits" \
+    assert f"bin-prefix [exec, enforce, high] deny exec of anything under {recording.work}/bin/: 5 hits" \
         in res.stdout.splitlines()
-    assert "  ... and 3 more" in res.stdout.splitlines()
+    assert "  ... and 4 more" in res.stdout.splitlines()
     bad = recording.work / "bad.jsonl"
     bad.write_text("{not json\n")
     res = subprocess.run([sys.executable, "-m", "sentinel_edge.cli", "policy", "dry-run", "--events", str(bad),

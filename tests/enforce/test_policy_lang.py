@@ -398,6 +398,27 @@ def test_structure_errors() -> None:
     ]
 
 
+def test_escapes_that_are_not_text_and_misplaced_keys() -> None:
+    assert errors_of("""
+        policies:
+          - id: a
+            users: [0]
+            exec: {deny: {files: ["/tmp/\\ud800x"]}}
+            "\\x07k": 1
+            allow: [/usr/bin/kmod]
+        """) == [
+        (3, 5, "policies[0].users", "unknown key 'users' ('users' goes under 'scope:')"),
+        (4, 27, "policies[0].exec.deny.files[0]",
+         "contains a lone surrogate (\\ud800, from an escape): not text: '/tmp/\\ud800x'"),
+        (5, 5, "policies[0].\\x07k", "unknown key '\\x07k' (known keys: id, description, mode, severity, "
+                                     "techniques, scope, exec, file, connect, inbound, kernel)"),
+        (6, 5, "policies[0].allow", "unknown key 'allow' ('allow' goes under 'file:' or 'kernel:')"),
+    ]
+    # raw (not escaped) characters YAML does not allow, in a str given directly
+    assert one_error("policies:\n  - id: a\ud800\n") == (
+        2, 10, "", "the character U+D800 is not allowed in a policy file (YAML text)")
+
+
 def test_top_level_shapes() -> None:
     assert one_error("- id: a\n  kernel: {}\n") == (
         1, 1, "", "a policy file is a mapping with a 'policies:' list, not a bare list "
@@ -536,7 +557,7 @@ VOCAB = ["policies", "id", "description", "mode", "severity", "techniques", "sco
          "::1", "25", "6660-6669", "root", "0", "T1059", "x", "", "/", "..", "a/b", "\\0", "é", "\t", "%"]
 
 scalars = st.one_of(st.sampled_from(VOCAB), st.integers(-2, 70000), st.none(), st.booleans(),
-                    st.text(max_size=6))
+                    st.text(max_size=6), st.text(st.characters(min_codepoint=0xD7F0, max_codepoint=0xE010), max_size=3))
 trees = st.recursive(scalars, lambda kids: st.one_of(st.lists(kids, max_size=4),
                                                      st.dictionaries(st.sampled_from(VOCAB), kids, max_size=4)),
                      max_leaves=30)

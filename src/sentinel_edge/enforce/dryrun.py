@@ -53,6 +53,7 @@ from sentinel_edge.enforce.model import (
 from sentinel_edge.enforce.policy import spec_summary
 from sentinel_edge.errors import EnforceError
 from sentinel_edge.model import KIND_BPF, KIND_EXEC, KIND_FILE, KIND_MODULE, KIND_NET, Event, ProcessInfo
+from sentinel_edge.output.ocsf.common import text
 from sentinel_edge.output.ocsf.file import OP_OPEN, event_abs_path
 from sentinel_edge.output.ocsf.kernel import BPF_PROG_LOAD, MODULE_OP_NAMES, OP_MODULE_FINIT, OP_MODULE_INIT
 from sentinel_edge.output.ocsf.network import OP_CONNECT
@@ -152,7 +153,8 @@ class DryRunReport:
         out.append("")
         out.append(f"{self.total_hits} hit{'s' if self.total_hits != 1 else ''} by {len(self.results)} "
                    f"polic{'ies' if len(self.results) != 1 else 'y'}")
-        return "\n".join(out) + "\n"
+        # recorded paths may hold bytes that are not UTF-8 (surrogate escapes): shown as \xNN, as OCSF does
+        return "\n".join(text(line) or "" for line in out) + "\n"
 
 
 def _where(h: Hit) -> str:

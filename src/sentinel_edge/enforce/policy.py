@@ -97,6 +97,12 @@ CONNECT_KEYS = ("cidrs", "ports")
 INBOUND_KEYS = ("interfaces", "sources")
 KERNEL_KEYS = ("deny", "allow")
 KERNEL_DENY = ("module_load", "bpf_load")
+# keys of nested sections written directly in a policy: where they belong
+_BELONGS_UNDER = {
+    **{k: "'scope:'" for k in SCOPE_KEYS}, **{k: "'exec: deny:'" for k in EXEC_DENY_KEYS},
+    "deny": "'exec:' or 'kernel:'", **{k: "'file:'" for k in FILE_KEYS}, **{k: "'connect:'" for k in CONNECT_KEYS},
+    **{k: "'inbound:'" for k in INBOUND_KEYS}, "allow": "'file:' or 'kernel:'",
+}
 ALL_NETWORKS: tuple[IPNetwork, ...] = (ipaddress.IPv4Network("0.0.0.0/0"), ipaddress.IPv6Network("::/0"))
 
 _NULL_TAG = "tag:yaml.org,2002:null"
@@ -116,14 +122,20 @@ class _Read:
     id: str
 
 
+def _printable(text: str) -> str:
+    """Text safe to print anywhere: control characters and lone surrogates as escapes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
+                   for c in text)
+
+
 def _show(value: str, limit: int = 60) -> str:
     """A value quoted for a message: control characters escaped, long values cut (with their length)."""
-    text = value if len(value) <= limit else value[:limit]
-    shown = "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode("ascii")
-                    for c in text)
     if len(value) > limit:
-        return f"'{shown}…' ({len(value.encode('utf-8', 'surrogateescape'))} bytes)"
-    return f"'{shown}'"
+        size = len(value.encode("utf-8", "surrogatepass"))
+        return f"'{_printable(value[:limit])}…' ({size} bytes)"
+    return f"'{_printable(value)}'"
 
 
 def _kind_of(node: yaml.Node) -> str:
@@ -164,19 +176,21 @@ class _Src:
                 self.err(f"has a key that is a {_kind_of(k)}, not a name", k, where)
                 continue
             name = str(k.value)
-            sub = f"{where}.{name}" if where else name
+            sub = f"{where}.{_printable(name)}" if where else _printable(name)
             if name in out:
                 first = out[name][0].start_mark
-                self.err(f"key '{name}' given twice (first at line {first.line + 1})", k, sub)
+                self.err(f"key {_show(name)} given twice (first at line {first.line + 1})", k, sub)
                 continue
             if name == "<<":
                 self.err("merge keys ('<<') are not supported: write the keys out", k, sub)
                 continue
             if name not in allowed:
                 hint = difflib.get_close_matches(name, allowed, n=1, cutoff=0.6)
+                home = _BELONGS_UNDER.get(name) if allowed is POLICY_KEYS else None
                 self.err(f"unknown key {_show(name)}"
-                         + (f" (did you mean '{hint[0]}'?)" if hint else f" (known keys: {', '.join(allowed)})"),
-                         k, sub)
+                         + (f" (did you mean '{hint[0]}'?)" if hint else
+                            f" ('{name}' goes under {home})" if home else
+                            f" (known keys: {', '.join(allowed)})"), k, sub)
                 continue
             out[name] = (k, v)
         return out
@@ -186,7 +200,8 @@ class _Src:
             if isinstance(node, yaml.ScalarNode) and node.tag == _NULL_TAG:
                 self.err("is empty: give a list" + (f" ({example})" if example else ""), node, where)
             elif isinstance(node, yaml.ScalarNode):
-                self.err(f"must be a list, not a single value (write [{node.value}])", node, where)
+                shown = _printable(str(node.value))[:60]
+                self.err(f"must be a list, not a single value (write [{shown}])", node, where)
             else:
                 self.err(f"must be a list, not a {_kind_of(node)}", node, where)
             return None
@@ -211,6 +226,13 @@ class _Src:
         if "\0" in value:
             self.err(f"contains a NUL character: {_show(value)}", node, where)
             return None
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                self.err(f"contains a lone surrogate (\\u{ord(value[exc.start]):04x}, from an escape): "
+                         f"not text: {_show(value)}", node, where)
+                return None
         return value
 
     def choice(self, node: yaml.Node, where: str, choices: tuple[str, ...]) -> str | None:
@@ -237,7 +259,7 @@ class _Src:
         p = self.text(node, where)
         if p is None:
             return None
-        size = len(p.encode("utf-8", "surrogateescape"))
+        size = len(p.encode("utf-8"))
         if size >= PATH_MAX:
             self.err(f"path {_show(p)} is too long: paths are limited to {PATH_MAX - 1} bytes (PATH_MAX)",
                      node, where)
@@ -248,7 +270,7 @@ class _Src:
         parts = p.split("/")[1:]
         if p.endswith("/"):
             parts = parts[:-1]
-        long_part = next((c for c in parts if len(c.encode("utf-8", "surrogateescape")) > NAME_MAX), None)
+        long_part = next((c for c in parts if len(c.encode("utf-8")) > NAME_MAX), None)
         if long_part is not None:
             self.err(f"path {_show(p)} has a component of more than {NAME_MAX} bytes (NAME_MAX): "
                      f"{_show(long_part, 30)}", node, where)
@@ -459,8 +481,10 @@ def _compose(text: str, src: _Src) -> yaml.Node | None:
     except yaml.reader.ReaderError as exc:
         line, col = _line_col(text, exc.position)
         ch = exc.character
-        what = "a NUL byte" if ch in (0, "\0") else (
-            f"the control character U+{ch:04X}" if isinstance(ch, int) else f"the character {ch!r}")
+        code = ch if isinstance(ch, int) else ord(ch) if isinstance(ch, str) and len(ch) == 1 else -1
+        what = ("a NUL byte" if code == 0 else
+                f"the control character U+{code:04X}" if 0 <= code < 0x20 or 0x7F <= code < 0xA0 else
+                f"the character U+{code:04X}" if code > 0 else "a character")
         src.errors.append(PolicyError(f"{what} is not allowed in a policy file (YAML text)",
                                       file=src.file, line=line, col=col))
     except yaml.MarkedYAMLError as exc:
@@ -840,7 +864,7 @@ def _inbound(node: yaml.Node, where: str, src: _Src) -> InboundDrop | None:
     for i, n in enumerate(items or []):
         v = src.text(n, f"{w}[{i}]")
         if v is not None and (not IFNAME_RE.fullmatch(v) or v in (".", "..")
-                              or len(v.encode("utf-8", "surrogateescape")) > 15):
+                              or len(v.encode("utf-8")) > 15):
             src.err(f"{_show(v)} is not an interface name (1 to 15 bytes, no '/', ':', '%' or spaces)", n,
                     f"{w}[{i}]")
             v = None
