@@ -36,6 +36,7 @@ import ipaddress
 import os
 import pwd
 import re
+import stat
 import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -395,7 +396,11 @@ def load_policy_files(paths: Iterable[str | Path]) -> PolicySet:
         name = str(f)
         src = _Src(name)
         try:
-            with open(f, "rb") as fh:
+            # O_NONBLOCK and a check of what was opened: a file swapped for a FIFO cannot block the load
+            fd = os.open(f, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+            with open(fd, "rb", closefd=True) as fh:
+                if not stat.S_ISREG(os.fstat(fd).st_mode):
+                    raise OSError(0, "not a regular file")
                 data = fh.read(MAX_FILE_BYTES + 1)
         except OSError as exc:
             src.errors.append(PolicyError(f"cannot read: {exc.strerror or exc}", file=name))
