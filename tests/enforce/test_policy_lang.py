@@ -9,7 +9,6 @@ import pwd
 import re
 import subprocess
 import sys
-import tempfile
 import textwrap
 from pathlib import Path
 
@@ -601,24 +600,20 @@ def test_garbled_valid_file_raises_only_located_policy_errors(pos: int, cut: int
     check_text(EVERY_KIND[:pos] + insert + EVERY_KIND[pos + cut:])
 
 
-_BYTES_DIR = tempfile.mkdtemp(prefix="se-policy-fuzz-")
+@pytest.fixture(scope="module")
+def bytes_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("policy-bytes")
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.binary(max_size=200))
-def test_random_bytes_from_disk_raise_only_policy_errors(data: bytes) -> None:
-    f = Path(_BYTES_DIR) / "b.yaml"
+@given(data=st.binary(max_size=200))
+def test_random_bytes_from_disk_raise_only_policy_errors(bytes_dir: Path, data: bytes) -> None:
+    f = bytes_dir / "b.yaml"
     f.write_bytes(data)
     try:
         load_policy_files([f])
     except PolicyError as exc:
         assert exc.errors and all(e.file == str(f) for e in exc.errors)
-
-
-def teardown_module() -> None:
-    for p in Path(_BYTES_DIR).iterdir():
-        p.unlink()
-    os.rmdir(_BYTES_DIR)
 
 
 # ---------------------------------------------------------------- examples and CLI
