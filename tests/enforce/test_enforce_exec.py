@@ -428,3 +428,27 @@ def test_scope_by_container_id_follows_the_container_cgroup(kern: EnforceKernel,
                     break
                 except OSError:
                     time.sleep(0.05)
+
+
+def test_overlayfs_identity_is_the_overlay_file(kern: EnforceKernel, drain: Take, tmp_path: Path) -> None:
+    """On overlayfs (containers) the kernel sees the overlay's superblock and inode, as the policy resolves it."""
+    dirs = {n: tmp_path / n for n in ("lower", "upper", "work", "merged")}
+    for d in dirs.values():
+        d.mkdir()
+    _touch_copy(dirs["lower"])
+    opts = f"lowerdir={dirs['lower']},upperdir={dirs['upper']},workdir={dirs['work']}"
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o", opts, str(dirs["merged"])], check=True)
+    try:
+        merged = dirs["merged"] / "tch"
+        ident = identity_of_path(merged)
+        assert ident.dev != os.stat(dirs["lower"] / "tch").st_dev
+        _apply(kern, _deny("no-overlay-touch", files=(str(merged),)))
+        p = subprocess.Popen([str(merged), str(tmp_path / "m")])
+        assert p.wait(10) == -signal.SIGKILL
+        (ev,) = drain(1)
+        assert (ev.data["dev"], ev.data["ino"]) == (ident.dev, ident.ino)
+        assert ev.data["match"] == BY_IDENTITY
+        # the lower file itself is another file (another superblock)
+        assert subprocess.run([str(dirs["lower"] / "tch"), str(tmp_path / "m2")]).returncode == 0
+    finally:
+        subprocess.run(["umount", str(dirs["merged"])], check=True)
