@@ -37,6 +37,22 @@ def pytest_configure(config: pytest.Config) -> None:
         find_tracefs(mount_if_missing=True)
 
 
+DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/sentinel-edge/enforce")
+
+
+@pytest.fixture(autouse=True)
+def no_enforcement_left_at_the_default_pin_root() -> Iterator[None]:
+    """Tests pin enforcement under roots of their own: one that leaves it at the default root (where every
+    later default agent would adopt it) fails, and the pins are removed."""
+    before = DEFAULT_PIN_ROOT.exists()
+    yield
+    if not before and DEFAULT_PIN_ROOT.exists():
+        from sentinel_edge.enforce.kernel import EnforceKernel
+
+        EnforceKernel(pin_root=str(DEFAULT_PIN_ROOT)).uninstall()
+        pytest.fail(f"the test left kernel enforcement pinned at {DEFAULT_PIN_ROOT} (removed now)")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if os.geteuid() == 0:
         return

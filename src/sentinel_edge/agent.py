@@ -232,12 +232,13 @@ class Agent:
         def actions() -> ResponseActions:  # made at the first rule alert with actions
             if made:
                 return made[0]
-            blocker = self.enforcement.address_blocker() if self.enforcement is not None else None
+            blocker = _LazyBlocker(self.enforcement) if self.enforcement is not None else None
             ra = ResponseActions(ResponseConfig(quarantine_dir=Path(rc.quarantine_dir),
                                                 allow_exes=tuple(rc.allow_executables),
                                                 management=tuple(rc.never_block), max_blocked=rc.max_blocked,
                                                 default_ttl_s=rc.default_ttl_s), blocker=blocker)
-            if blocker is not None and ra.blocks is not None:
+            if blocker is not None and ra.blocks is not None and self.enforcement is not None \
+                    and self.enforcement.kernel.installed():
                 ra.blocks.adopt((b.addr, b.remaining_s, b.reason) for b in blocker.blocked())
             made.append(ra)
             return ra
@@ -426,3 +427,19 @@ def read_status(path: Path | None = None) -> dict[str, Any]:
             data["running"] = False
             data["note"] = "the agent that wrote this status is no longer running (crashed or killed)"
     return data
+
+
+class _LazyBlocker:
+    """The kernel address blocker, set up (kernel enforcement installed) only when a block is made."""
+
+    def __init__(self, stage: EnforcementStage) -> None:
+        self._stage = stage
+
+    def block(self, addr: Any, ttl_s: float, reason: str) -> None:
+        self._stage.address_blocker().block(addr, ttl_s, reason)
+
+    def unblock(self, addr: Any) -> None:
+        self._stage.address_blocker().unblock(addr)
+
+    def blocked(self) -> list[Any]:
+        return list(self._stage.address_blocker().blocked())

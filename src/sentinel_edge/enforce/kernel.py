@@ -784,11 +784,13 @@ class EnforceKernel:
         if m.is_dir():
             for p in m.iterdir():
                 os.unlink(p)
-        for sub in (d, m, self.pin_root):
+        for sub in (d, m, self.pin_root, self.pin_root.parent):
+            if sub == Path("/sys/fs/bpf") or not str(sub).startswith("/sys/fs/bpf/"):
+                break
             try:
-                sub.rmdir()
+                sub.rmdir()  # only when empty: another installation's pins stay
             except OSError:
-                pass
+                break
         self.close()
 
 
