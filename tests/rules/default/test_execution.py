@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -295,3 +296,31 @@ def test_python_download_without_exec_is_quiet(agent: AgentHandle, scratch: Path
     m = marks(agent)
     pid, _ = py(f"import urllib.request as u; print(len(u.urlopen('file://{data}').read()))")
     expect_quiet(agent, RULE_CRADLE, m, for_pid(pid), event_of(pid, "exec"))
+
+
+# -- se.execution.loader_runs_program ----------------------------------------------
+
+RULE_LOADER = "se.execution.loader_runs_program"
+
+
+def _loader() -> str:
+    for p in ("/lib64/ld-linux-x86-64.so.2", "/lib/ld-linux-aarch64.so.1"):
+        if os.path.exists(p):
+            return p
+    pytest.skip("no dynamic loader at a known path")
+
+
+def test_loader_run_on_a_program_alerts(agent: AgentHandle, scratch: Path) -> None:
+    prog = scratch / f"payload-{token()}"
+    shutil.copy("/bin/true", prog)
+    m = marks(agent)
+    pid, _ = run([_loader(), str(prog)])
+    a = expect_alert(agent, RULE_LOADER, m, for_pid(pid), ["T1218", "T1059"])
+    assert a["actor"]["process"]["cmd_line"].endswith(str(prog))
+
+
+def test_ldd_style_list_is_quiet(agent: AgentHandle, scratch: Path) -> None:
+    tok = token()
+    m = marks(agent)
+    pid, _ = run([_loader(), "--list", "/bin/true"], env={"SE_TOKEN": tok})
+    expect_quiet(agent, RULE_LOADER, m, for_pid(pid), event_of(pid, "exec"))
