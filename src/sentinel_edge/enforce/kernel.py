@@ -302,24 +302,32 @@ def close_prefixes(plan: KernelPlan) -> None:
 
     The trie answers with the longest match only: without this, a policy on
     /tmp/ would not apply to /tmp/x/ when another policy names /tmp/x/.
+    Covering entries are directory prefixes (ending in '/'), so only the
+    path's own '/'-ended heads are looked up: linear in entries x depth.
     """
     table = plan.entries.get("se_enf_exec_path")
     if not table:
         return
-    parsed: list[tuple[bytes, bytes, bool]] = []
+    dirs: dict[bytes, bytes] = {}  # directory prefix bytes -> its key
+    raws: dict[bytes, bytes] = {}
     for key in table:
         n = (EnfPathKey.from_buffer_copy(key).prefixlen - 32) // 8
         raw = key[8:8 + n]
-        parsed.append((key, raw, raw.endswith(b"\0")))
-    for key, raw, _ in parsed:
-        for okey, oraw, owhole in parsed:
-            if okey == key or owhole or not raw.startswith(oraw) or len(oraw) >= len(raw):
+        raws[key] = raw
+        if raw.endswith(b"/"):
+            dirs[raw] = key
+    for key, raw in raws.items():
+        val = table[key]
+        for i in range(len(raw) - 1):
+            if raw[i] != 0x2F:  # '/'
+                continue
+            okey = dirs.get(raw[:i + 1])
+            if okey is None or okey == key:
                 continue
             cur = EnfMatchVal.from_buffer_copy(table[okey])
-            val = table[key]
-            for i in range(cur.n):
-                val = bytes(_match_union(val, cur.idx[i], port=cur.ports[i]))
-            table[key] = val
+            for j in range(cur.n):
+                val = bytes(_match_union(val, cur.idx[j], port=cur.ports[j]))
+        table[key] = val
 
 
 # -- the pinned object --------------------------------------------------------------------
