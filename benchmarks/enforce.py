@@ -25,10 +25,11 @@ configuration, in an order that changes from round to round:
                 directory, so it measures what installed marks cost an
                 unprotected open.
               The exec policy goes to the kernel only.
-  enforce-fx  the same, and the exec policy also given to fanotify, as the
-              agent's EnforcementStage does with a policy set: its prefixes
-              put FAN_OPEN_EXEC_PERM marks on the filesystems under them, so
-              every exec there is decided in user space (in this process).
+  enforce-fx  the same, and the exec policy also given to fanotify: its
+              prefixes put FAN_OPEN_EXEC_PERM marks on the filesystems under
+              them, so every exec there is decided in user space (in this
+              process). The agent does not do that for prefixes (they stay in
+              the kernel) but does for sha256 policies: this is their cost.
               Left out with --no-fanotify-exec.
 
 Before and after the loops of every enforcing configuration, probes prove the
