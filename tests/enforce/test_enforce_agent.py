@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -154,7 +155,10 @@ def test_policy_file_change_is_applied_and_a_bad_file_keeps_the_set(tmp_path: Pa
 def test_kill_9_leaves_enforcement_and_the_restarted_agent_adopts_it(tmp_path: Path, pin: str) -> None:
     drop = tmp_path / "drop"
     drop.mkdir()
-    cfg = _config(tmp_path, pin, _policy(tmp_path, "enforce", drop))
+    policy = _policy(tmp_path, "enforce", drop)
+    with policy.open("a") as f:  # and a connect policy (loopback addresses only)
+        f.write("  - id: no-loopback-77\n    mode: enforce\n    connect:\n      cidrs: [127.77.0.0/16]\n")
+    cfg = _config(tmp_path, pin, policy)
     first = tmp_path / "first"
     first.mkdir()
     h = start_agent(first, cfg, alerts=True)
@@ -163,6 +167,19 @@ def test_kill_9_leaves_enforcement_and_the_restarted_agent_adopts_it(tmp_path: P
     exe = Path(shutil.copy("/usr/bin/touch", drop / "payload"))
     p = subprocess.Popen([str(exe), str(tmp_path / "m")])
     assert p.wait(10) == -signal.SIGKILL  # no agent runs: the kernel still enforces
+    denied, allowed = socket.socket(), socket.socket()
+    try:
+        denied.bind(("127.77.0.1", 0))
+        allowed.bind(("127.0.0.1", 0))
+        for s in (denied, allowed):
+            s.listen(1)
+        with socket.socket() as c, pytest.raises(PermissionError):
+            c.connect(denied.getsockname())
+        with socket.socket() as c:
+            c.connect(allowed.getsockname())  # outside the denied range: fine
+    finally:
+        denied.close()
+        allowed.close()
     second = tmp_path / "second"
     second.mkdir()
     h2 = start_agent(second, cfg, alerts=True)
@@ -258,3 +275,4 @@ def test_a_protected_file_is_refused_through_the_agent(tmp_path: Path, pin: str)
         assert f["actor"]["process"]["file"]["path"] == "/usr/bin/cat", (f["actor"], f["unmapped"])
     finally:
         stop_agent(h)
+
