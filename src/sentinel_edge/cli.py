@@ -18,6 +18,7 @@ from sentinel_edge.detection import DetectionStage, RuleSource
 if TYPE_CHECKING:
     from sentinel_edge.enforce.stage import EnforcementStage
 from sentinel_edge.enforce.cli import add_policy_parser
+from sentinel_edge.enforce.quarantine_cli import add_quarantine_parser
 from sentinel_edge.errors import SentinelEdgeError
 from sentinel_edge.rules.cli import add_rules_parser
 
@@ -213,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_rules_parser(sub)
     add_policy_parser(sub)
+    add_quarantine_parser(sub)
 
     pr = sub.add_parser("probe", help="check what this kernel offers")
     pr.add_argument("--no-mount", action="store_true", help="do not mount tracefs when it is missing")
