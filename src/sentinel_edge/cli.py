@@ -163,6 +163,16 @@ def _cmd_status(args: argparse.Namespace) -> int:
               f"(rejected {det.get('reload_failures', 0)})")
         for rid, n in det.get("rule_errors", {}).items():
             print(f"  rule {rid}: {n} evaluation errors")
+    enf = st.get("enforcement")
+    if enf and enf.get("install"):
+        k = enf.get("kernel", {})
+        print(f"enforcement: {enf.get('policies', 0)} policies, {'ARMED' if enf.get('armed') else 'DISARMED'}, "
+              f"generation {enf.get('generation', 0)} ({enf.get('install')} at {enf.get('pin_root')}); "
+              f"kills {k.get('kills', 0)}, denies {k.get('denies', 0)}, drops {k.get('drops', 0)}, "
+              f"audits {k.get('audits', 0)}, events lost {k.get('dropped', 0)}; applies {enf.get('applies', 0)} "
+              f"(rejected {enf.get('apply_failures', 0)})")
+        for prob in enf.get("problems", []):
+            print(f"  policy problem: {prob}")
     print(f"user space: decoded {st.get('decoded', 0)}, written {st.get('written', 0)}, "
           f"dropped {st.get('user_dropped', 0)} (wire {st.get('wire_errors', 0)}, "
           f"output {st.get('output_errors', 0)}, queue {st.get('queue_dropped', 0)})")

@@ -13,6 +13,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -122,6 +123,13 @@ def test_a_denied_exec_is_killed_and_raised_as_an_alert(tmp_path: Path, pin: str
         assert enf["mechanism"] == "tracepoint-sigkill" and enf["ok"] is True and enf["mode"] == "enforce"
         st = json.loads(h.status_file.read_text())
         assert st["enforcement"]["policies"] == 1 and st["enforcement"]["install"] == "installed"
+        assert st["enforcement"]["armed"] is True and st["enforcement"]["kernel"]["kills"] >= 1
+        r = subprocess.run([sys.executable, "-m", "sentinel_edge.cli", "status", "--status-file",
+                            str(h.status_file)], capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        line = next(x for x in r.stdout.splitlines() if x.startswith("enforcement:"))
+        assert line.startswith("enforcement: 1 policies, ARMED, generation 1 (installed at ")
+        assert "kills 1," in line
     finally:
         stop_agent(h)
 
