@@ -1,0 +1,782 @@
+"""The embedded history store: events and alerts in one SQLite file (WAL mode).
+
+Callers (the agent pipeline) never wait on disk: ``add_event`` and ``add_alert``
+put the object on a bounded queue and return. One writer thread drains the
+queue, commits batches in transactions, runs retention and handles a full disk.
+
+Durability: alert transactions run with ``synchronous=FULL`` (the WAL is
+fsynced at every commit, so a committed alert survives kill -9 and power loss).
+Event transactions run with ``synchronous=NORMAL``: they survive kill -9 of the
+agent (the WAL is in the page cache) but the last events before a power loss
+may be lost. The file is never corrupt in either case (WAL + rollback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sentinel_edge.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+SQLITE_FULL = 13
+STATUS_NEW = "new"
+STATUS_ACKNOWLEDGED = "acknowledged"
+STATUS_RESOLVED = "resolved"
+# OCSF status_id / status for the three states we keep.
+_OCSF_STATUS = {STATUS_NEW: (1, "New"), STATUS_ACKNOWLEDGED: (2, "In Progress"), STATUS_RESOLVED: (4, "Resolved")}
+_STATUS_OF_ID = {1: STATUS_NEW, 2: STATUS_ACKNOWLEDGED, 4: STATUS_RESOLVED}
+
+_MIGRATIONS: list[tuple[str, ...]] = [
+    # version 1
+    (
+        """CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            time INTEGER NOT NULL,
+            class_uid INTEGER NOT NULL,
+            kind TEXT,
+            pid INTEGER,
+            exec_id TEXT,
+            exe TEXT,
+            user TEXT,
+            obj TEXT NOT NULL)""",
+        "CREATE INDEX events_time ON events(time)",
+        "CREATE INDEX events_class_time ON events(class_uid, time)",
+        "CREATE INDEX events_pid ON events(pid)",
+        "CREATE INDEX events_exec_id ON events(exec_id)",
+        "CREATE INDEX events_exe ON events(exe)",
+        "CREATE INDEX events_user ON events(user)",
+        "CREATE VIRTUAL TABLE events_fts USING fts5(cmd_line, path)",
+        """CREATE TABLE alerts (
+            id INTEGER PRIMARY KEY,
+            uid TEXT NOT NULL UNIQUE,
+            time INTEGER NOT NULL,
+            rule TEXT,
+            title TEXT,
+            severity_id INTEGER,
+            status TEXT NOT NULL,
+            pid INTEGER,
+            exec_id TEXT,
+            exe TEXT,
+            user TEXT,
+            obj TEXT NOT NULL)""",
+        "CREATE INDEX alerts_time ON alerts(time)",
+        "CREATE INDEX alerts_rule ON alerts(rule, time)",
+        "CREATE INDEX alerts_severity ON alerts(severity_id, time)",
+        "CREATE INDEX alerts_status ON alerts(status, time)",
+        "CREATE INDEX alerts_exec_id ON alerts(exec_id)",
+        "CREATE VIRTUAL TABLE alerts_fts USING fts5(title, cmd_line, path)",
+        """CREATE TABLE alert_changes (
+            id INTEGER PRIMARY KEY,
+            alert_uid TEXT NOT NULL,
+            time INTEGER NOT NULL,
+            who TEXT NOT NULL,
+            action TEXT NOT NULL,
+            old_status TEXT NOT NULL,
+            new_status TEXT NOT NULL,
+            comment TEXT NOT NULL)""",
+        "CREATE INDEX alert_changes_uid ON alert_changes(alert_uid, id)",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    id: int
+    time: int
+    class_uid: int
+    kind: str | None
+    pid: int | None
+    exec_id: str | None
+    exe: str | None
+    user: str | None
+    obj: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class AlertChange:
+    time: int
+    who: str
+    action: str
+    old_status: str
+    new_status: str
+    comment: str
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    id: int
+    uid: str
+    time: int
+    rule: str | None
+    title: str | None
+    severity_id: int | None
+    status: str
+    pid: int | None
+    exec_id: str | None
+    exe: str | None
+    user: str | None
+    obj: dict[str, Any]
+    changes: tuple[AlertChange, ...] = field(default=())
+
+
+class _Flush:
+    """Queue marker: set once everything queued before it has been handled."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.ok = False
+
+
+class _Stop:
+    pass
+
+
+class _Retention:
+    """Queue marker: run retention now (in the writer, the only user of the write connection)."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.deleted = 0
+
+
+# -- field extraction from OCSF objects ------------------------------------------------------------
+
+
+def _get(obj: Any, *path: str) -> Any:
+    for key in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(key)
+    return obj
+
+
+def _as_int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _as_str(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _exe(proc: Any) -> str | None:
+    return _as_str(_get(proc, "file", "path")) or _as_str(_get(proc, "path"))
+
+
+def _user(obj: dict[str, Any]) -> str | None:
+    for path in (("actor", "user"), ("actor", "process", "user")):
+        user = _get(obj, *path)
+        name = _as_str(_get(user, "name"))
+        if name:
+            return name
+        uid = _get(user, "uid")
+        if isinstance(uid, str | int) and not isinstance(uid, bool):
+            return str(uid)
+    return None
+
+
+def _texts(obj: dict[str, Any]) -> tuple[str, str]:
+    """Command lines and paths of an object, for full-text search."""
+    cmds: list[str] = []
+    paths: list[str] = []
+    for proc in (_get(obj, "actor", "process"), _get(obj, "process")):
+        cmd = _as_str(_get(proc, "cmd_line"))
+        if cmd and cmd not in cmds:
+            cmds.append(cmd)
+        exe = _exe(proc)
+        if exe and exe not in paths:
+            paths.append(exe)
+    for path in (("file", "path"), ("file", "parent_folder")):
+        value = _as_str(_get(obj, *path))
+        if value and value not in paths:
+            paths.append(value)
+    return "\n".join(cmds), "\n".join(paths)
+
+
+def _fts_query(text: str) -> str:
+    """User text as one FTS5 phrase (never FTS5 syntax: attacker-controlled input is searched verbatim)."""
+    return '"' + text.replace('"', '""') + '"'
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _is_disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == SQLITE_FULL:
+            return True
+        return "database or disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno == errno.ENOSPC
+
+
+class HistoryStore:
+    """Events and alerts in one SQLite file, written by one background thread.
+
+    ``retention_days`` drops events and alerts older than that; ``max_bytes``
+    bounds the space used in the file (oldest events removed first, then
+    oldest alerts). Both run in the writer every ``retention_interval`` seconds.
+    ``on_alerts_committed`` is called from the writer thread with the uids of
+    alerts just committed durably.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, retention_days: float | None = None,
+                 max_bytes: int | None = None, queue_size: int = 65536, batch_size: int = 2048,
+                 retention_interval: float = 60.0, retry_interval: float = 1.0,
+                 max_pending_alerts: int = 100_000,
+                 on_alerts_committed: Callable[[list[str]], None] | None = None) -> None:
+        self.path = os.fspath(path)
+        self.retention_days = retention_days
+        self.max_bytes = max_bytes
+        self._batch_size = batch_size
+        self._retention_interval = retention_interval
+        self._retry_interval = retry_interval
+        self._max_pending_alerts = max_pending_alerts
+        self._on_alerts_committed = on_alerts_committed
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._overflow_alerts: deque[dict[str, Any]] = deque()  # alerts that met a full queue
+        self._pending_alerts: list[dict[str, Any]] = []  # alerts a full disk refused: retried
+        self._lock = threading.Lock()
+        self._written_events = 0
+        self._written_alerts = 0
+        self._dropped_full_queue = 0
+        self._dropped_disk = 0
+        self._dropped_alerts = 0
+        self._retention_deleted = 0
+        self._last_latency_ms = 0.0
+        self._health: str | None = None
+        self._closed = False
+        try:
+            self._wconn = self._connect()
+            self._migrate(self._wconn)
+            self._rconn = self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise OutputError(f"history store {self.path}: {exc}") from exc
+        self._rlock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        self._thread.start()
+
+    # -- setup ---------------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute("PRAGMA foreign_keys=ON")
+        return conn
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        if version > SCHEMA_VERSION:
+            raise OutputError(f"history store {self.path}: schema version {version} is newer than "
+                              f"this agent's ({SCHEMA_VERSION})")
+        if version == 0:
+            # Must precede the first table: lets retention give pages back to the file system.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise OutputError(f"history store {self.path}: cannot switch to WAL mode (got {mode})")
+        conn.execute("PRAGMA synchronous=FULL")
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _MIGRATIONS[target - 1]:
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version={target}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        with self._rlock:
+            return int(self._rconn.execute("PRAGMA user_version").fetchone()[0])
+
+    # -- producer side (never blocks) ----------------------------------------------------------
+
+    def add_event(self, obj: dict[str, Any]) -> bool:
+        """Queue an OCSF event; False (and counted) when the queue is full."""
+        try:
+            self._queue.put_nowait(("e", obj))
+            return True
+        except queue.Full:
+            with self._lock:
+                self._dropped_full_queue += 1
+            return False
+
+    def add_alert(self, obj: dict[str, Any]) -> None:
+        """Queue an OCSF Detection Finding; a full queue keeps it aside for the writer.
+
+        Raises ValueError when the finding has no ``finding_info.uid`` (a caller bug).
+        """
+        _alert_uid(obj)
+        try:
+            self._queue.put_nowait(("a", obj))
+        except queue.Full:
+            with self._lock:
+                self._overflow_alerts.append(obj)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything queued so far is committed; False on timeout or unwritten alerts."""
+        if self._closed:
+            return False
+        marker = _Flush()
+        try:
+            self._queue.put(marker, timeout=timeout)
+        except queue.Full:
+            return False
+        return marker.done.wait(timeout) and marker.ok
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Drain the queue, stop the writer, close the file."""
+        if self._closed:
+            return
+        self._closed = True
+        deadline = time.monotonic() + timeout
+        while self._thread.is_alive() and time.monotonic() < deadline:
+            try:
+                self._queue.put(_Stop(), timeout=0.1)
+                break
+            except queue.Full:
+                continue
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        with self._rlock:
+            self._rconn.close()
+        if not self._thread.is_alive():
+            self._wconn.close()
+
+    def __enter__(self) -> HistoryStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = {
+                "written_events": self._written_events,
+                "written_alerts": self._written_alerts,
+                "dropped_full_queue": self._dropped_full_queue,
+                "dropped_disk": self._dropped_disk,
+                "dropped_alerts": self._dropped_alerts,
+                "pending_alerts": len(self._pending_alerts) + len(self._overflow_alerts),
+                "queue_depth": self._queue.qsize(),
+                "retention_deleted": self._retention_deleted,
+                "last_write_latency_ms": self._last_latency_ms,
+                "healthy": self._health is None,
+                "health": self._health,
+            }
+        out["db_bytes"] = self.db_bytes()
+        return out
+
+    def db_bytes(self) -> int:
+        """Bytes of the database file plus its WAL on disk."""
+        total = 0
+        for suffix in ("", "-wal"):
+            with contextlib.suppress(OSError):
+                total += os.stat(self.path + suffix).st_size
+        return total
+
+    # -- writer --------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        next_retention = time.monotonic()
+        next_retry = 0.0
+        stopping = False
+        while True:
+            try:
+                first = self._queue.get(timeout=0.2)
+            except queue.Empty:
+                first = None
+            batch: list[Any] = [] if first is None else [first]
+            while len(batch) < self._batch_size:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            events: list[dict[str, Any]] = []
+            alerts: list[dict[str, Any]] = []
+            markers: list[_Flush] = []
+            retention: list[_Retention] = []
+            for item in batch:
+                if isinstance(item, _Flush):
+                    markers.append(item)
+                elif isinstance(item, _Retention):
+                    retention.append(item)
+                elif isinstance(item, _Stop):
+                    stopping = True
+                elif item[0] == "e":
+                    events.append(item[1])
+                else:
+                    alerts.append(item[1])
+            with self._lock:
+                while self._overflow_alerts:
+                    alerts.append(self._overflow_alerts.popleft())
+            now = time.monotonic()
+            if self._pending_alerts and (now >= next_retry or markers or stopping):
+                alerts = self._pending_alerts + alerts
+                self._pending_alerts = []
+            elif self._pending_alerts and alerts:
+                self._keep_pending(alerts)  # disk still full: keep order, retry later
+                alerts = []
+            if alerts:
+                if not self._write_alerts(alerts):
+                    next_retry = time.monotonic() + self._retry_interval
+            if events:
+                self._write_events(events)
+            for req in retention:
+                req.deleted = self._retention()
+                req.done.set()
+            if retention or time.monotonic() >= next_retention:
+                if not retention:
+                    self._retention()
+                next_retention = time.monotonic() + self._retention_interval
+            ok = not self._pending_alerts
+            for marker in markers:
+                marker.ok = ok
+                marker.done.set()
+            if stopping and self._queue.empty():
+                return
+
+    def _keep_pending(self, alerts: list[dict[str, Any]]) -> None:
+        self._pending_alerts.extend(alerts)
+        over = len(self._pending_alerts) - self._max_pending_alerts
+        if over > 0:
+            del self._pending_alerts[:over]
+            with self._lock:
+                self._dropped_alerts += over
+
+    def _txn(self, sync: str, body: Callable[[sqlite3.Connection], None]) -> float:
+        conn = self._wconn
+        conn.execute(f"PRAGMA synchronous={sync}")
+        t0 = time.perf_counter()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            body(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        return (time.perf_counter() - t0) * 1000.0
+
+    def _failed(self, what: str, exc: BaseException) -> None:
+        full = _is_disk_full(exc)
+        msg = f"history store {self.path}: {'disk full' if full else 'write failed'} writing {what}: {exc}"
+        with self._lock:
+            changed = self._health != msg
+            self._health = msg
+        if changed:
+            log.warning("%s", msg)
+
+    def _recovered(self) -> None:
+        with self._lock:
+            if self._health is not None:
+                log.warning("history store %s: writing again", self.path)
+            self._health = None
+
+    def _write_alerts(self, alerts: list[dict[str, Any]]) -> bool:
+        def body(conn: sqlite3.Connection) -> None:
+            for obj in alerts:
+                _insert_alert(conn, obj)
+
+        try:
+            latency = self._txn("FULL", body)
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(f"{len(alerts)} alerts", exc)
+            self._keep_pending(alerts)
+            return False
+        with self._lock:
+            self._written_alerts += len(alerts)
+            self._last_latency_ms = latency
+        self._recovered()
+        if self._on_alerts_committed is not None:
+            try:
+                self._on_alerts_committed([_alert_uid(a) for a in alerts])
+            except Exception:
+                log.exception("history store: on_alerts_committed callback failed")
+        return True
+
+    def _write_events(self, events: list[dict[str, Any]]) -> None:
+        def body(conn: sqlite3.Connection) -> None:
+            for obj in events:
+                _insert_event(conn, obj)
+
+        try:
+            latency = self._txn("NORMAL", body)
+        except (sqlite3.Error, OSError) as exc:
+            self._failed(f"{len(events)} events", exc)
+            with self._lock:
+                self._dropped_disk += len(events)
+            return
+        with self._lock:
+            self._written_events += len(events)
+            self._last_latency_ms = latency
+        if not self._pending_alerts:
+            self._recovered()
+
+    def run_retention(self, timeout: float = 60.0) -> int:
+        """Run retention now in the writer; returns the rows deleted (-1 on timeout)."""
+        marker = _Retention()
+        try:
+            self._queue.put(marker, timeout=timeout)
+        except queue.Full:
+            return -1
+        return marker.deleted if marker.done.wait(timeout) else -1
+
+    def _retention(self) -> int:
+        deleted = 0
+        try:
+            if self.retention_days is not None:
+                cutoff = _now_ms() - int(self.retention_days * 86_400_000)
+                deleted += self._delete_older(cutoff)
+            if self.max_bytes is not None:
+                deleted += self._trim_to_size(self.max_bytes)
+        except (sqlite3.Error, OSError) as exc:
+            self._failed("retention", exc)
+        if deleted:
+            with self._lock:
+                self._retention_deleted += deleted
+        return deleted
+
+    def _delete_older(self, cutoff: int) -> int:
+        deleted = 0
+
+        def body(conn: sqlite3.Connection) -> None:
+            nonlocal deleted
+            conn.execute("DELETE FROM events_fts WHERE rowid IN (SELECT id FROM events WHERE time < ?)", (cutoff,))
+            deleted += conn.execute("DELETE FROM events WHERE time < ?", (cutoff,)).rowcount
+            uids = "SELECT uid FROM alerts WHERE time < ?"
+            conn.execute(f"DELETE FROM alert_changes WHERE alert_uid IN ({uids})", (cutoff,))
+            conn.execute("DELETE FROM alerts_fts WHERE rowid IN (SELECT id FROM alerts WHERE time < ?)", (cutoff,))
+            deleted += conn.execute("DELETE FROM alerts WHERE time < ?", (cutoff,)).rowcount
+
+        self._txn("NORMAL", body)
+        if deleted:
+            self._wconn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
+        return deleted
+
+    def _used_bytes(self) -> int:
+        conn = self._wconn
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        return (pages - free) * page_size
+
+    def _trim_to_size(self, max_bytes: int) -> int:
+        """Delete the oldest rows (events first, then alerts) until the pages in use fit max_bytes."""
+        deleted = 0
+        for _ in range(1000):
+            used = self._used_bytes()
+            if used <= max_bytes:
+                break
+            n_events = int(self._wconn.execute("SELECT count(*) FROM events").fetchone()[0])
+            table = "events" if n_events else "alerts"
+            total = n_events or int(self._wconn.execute("SELECT count(*) FROM alerts").fetchone()[0])
+            if total == 0:
+                break
+            # Remove a share proportional to the excess (at least 1% / 10 rows) so it converges fast.
+            share = max(0.01, (used - max_bytes) / used)
+            n = max(10, int(total * share))
+            count = 0
+
+            def body(conn: sqlite3.Connection, table: str = table, n: int = n) -> None:
+                nonlocal count
+                ids = f"SELECT id FROM {table} ORDER BY time, id LIMIT {n}"
+                conn.execute(f"DELETE FROM {table}_fts WHERE rowid IN ({ids})")
+                if table == "alerts":
+                    conn.execute(f"DELETE FROM alert_changes WHERE alert_uid IN "
+                                 f"(SELECT uid FROM alerts ORDER BY time, id LIMIT {n})")
+                count = conn.execute(f"DELETE FROM {table} WHERE id IN ({ids})").rowcount
+
+            self._txn("NORMAL", body)
+            deleted += count
+        if deleted:
+            self._wconn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
+            self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
+
+    # -- queries -------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _reader(self) -> Iterator[sqlite3.Connection]:
+        with self._rlock:
+            try:
+                yield self._rconn
+            except sqlite3.Error as exc:
+                raise OutputError(f"history store {self.path}: {exc}") from exc
+
+    def query_events(self, *, since: int | None = None, until: int | None = None, class_uid: int | None = None,
+                     kind: str | None = None, pid: int | None = None, exec_id: str | None = None,
+                     exe: str | None = None, user: str | None = None, text: str | None = None,
+                     limit: int = 100, before_id: int | None = None) -> list[StoredEvent]:
+        """Newest first; page with ``before_id`` = the last id of the previous page. Times in ms."""
+        where, args = _time_filters("e", since, until, before_id)
+        for column, value in (("class_uid", class_uid), ("kind", kind), ("pid", pid), ("exec_id", exec_id),
+                              ("exe", exe), ("user", user)):
+            if value is not None:
+                where.append(f"e.{column} = ?")
+                args.append(value)
+        if text:
+            where.append("e.id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
+            args.append(_fts_query(text))
+        sql = ("SELECT e.id, e.time, e.class_uid, e.kind, e.pid, e.exec_id, e.exe, e.user, e.obj FROM events e"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY e.id DESC LIMIT ?")
+        args.append(int(limit))
+        with self._reader() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], json.loads(r[8])) for r in rows]
+
+    def query_alerts(self, *, since: int | None = None, until: int | None = None, rule: str | None = None,
+                     severity: int | None = None, min_severity: int | None = None, status: str | None = None,
+                     pid: int | None = None, exec_id: str | None = None, exe: str | None = None,
+                     user: str | None = None, text: str | None = None, limit: int = 100,
+                     before_id: int | None = None) -> list[StoredAlert]:
+        """Newest first; page with ``before_id``. ``severity`` is exact, ``min_severity`` a floor."""
+        where, args = _time_filters("a", since, until, before_id)
+        for column, value in (("rule", rule), ("severity_id", severity), ("status", status), ("pid", pid),
+                              ("exec_id", exec_id), ("exe", exe), ("user", user)):
+            if value is not None:
+                where.append(f"a.{column} = ?")
+                args.append(value)
+        if min_severity is not None:
+            where.append("a.severity_id >= ?")
+            args.append(min_severity)
+        if text:
+            where.append("a.id IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)")
+            args.append(_fts_query(text))
+        sql = (f"SELECT {_ALERT_COLS} FROM alerts a" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY a.id DESC LIMIT ?")
+        args.append(int(limit))
+        with self._reader() as conn:
+            rows = conn.execute(sql, args).fetchall()
+        return [_alert_row(r) for r in rows]
+
+    def get_alert(self, uid: str) -> StoredAlert | None:
+        """One alert with its history of status changes (oldest first)."""
+        with self._reader() as conn:
+            row = conn.execute(f"SELECT {_ALERT_COLS} FROM alerts a WHERE a.uid = ?", (uid,)).fetchone()
+            if row is None:
+                return None
+            changes = conn.execute("SELECT time, who, action, old_status, new_status, comment FROM alert_changes"
+                                   " WHERE alert_uid = ? ORDER BY id", (uid,)).fetchall()
+        return _alert_row(row, tuple(AlertChange(*c) for c in changes))
+
+    def ack(self, uid: str, who: str, comment: str = "") -> StoredAlert:
+        """Mark an alert acknowledged (OCSF status In Progress); committed durably before returning."""
+        return self._set_status(uid, who, comment, "ack", STATUS_ACKNOWLEDGED)
+
+    def resolve(self, uid: str, who: str, comment: str = "") -> StoredAlert:
+        """Mark an alert resolved; committed durably before returning."""
+        return self._set_status(uid, who, comment, "resolve", STATUS_RESOLVED)
+
+    def _set_status(self, uid: str, who: str, comment: str, action: str, new: str) -> StoredAlert:
+        status_id, status_name = _OCSF_STATUS[new]
+        with self._reader() as conn:
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                row = conn.execute("SELECT status FROM alerts WHERE uid = ?", (uid,)).fetchone()
+                if row is None:
+                    raise OutputError(f"history store {self.path}: no alert {uid!r}")
+                conn.execute("UPDATE alerts SET status = ?, obj = json_set(obj, '$.status_id', ?, '$.status', ?)"
+                             " WHERE uid = ?", (new, status_id, status_name, uid))
+                conn.execute("INSERT INTO alert_changes (alert_uid, time, who, action, old_status, new_status,"
+                             " comment) VALUES (?, ?, ?, ?, ?, ?, ?)", (uid, _now_ms(), who, action, row[0], new,
+                                                                       comment))
+                conn.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK")
+                raise
+        alert = self.get_alert(uid)
+        assert alert is not None
+        return alert
+
+    def integrity_check(self) -> str:
+        with self._reader() as conn:
+            return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+_ALERT_COLS = "a.id, a.uid, a.time, a.rule, a.title, a.severity_id, a.status, a.pid, a.exec_id, a.exe, a.user, a.obj"
+
+
+def _alert_row(r: tuple[Any, ...], changes: tuple[AlertChange, ...] = ()) -> StoredAlert:
+    return StoredAlert(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], json.loads(r[11]), changes)
+
+
+def _time_filters(t: str, since: int | None, until: int | None, before_id: int | None) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if since is not None:
+        where.append(f"{t}.time >= ?")
+        args.append(int(since))
+    if until is not None:
+        where.append(f"{t}.time < ?")
+        args.append(int(until))
+    if before_id is not None:
+        where.append(f"{t}.id < ?")
+        args.append(int(before_id))
+    return where, args
+
+
+def _alert_uid(obj: dict[str, Any]) -> str:
+    uid = _as_str(_get(obj, "finding_info", "uid")) or _as_str(_get(obj, "metadata", "uid"))
+    if not uid:
+        raise ValueError("alert has no finding_info.uid")
+    return uid
+
+
+def _insert_event(conn: sqlite3.Connection, obj: dict[str, Any]) -> None:
+    proc = _get(obj, "actor", "process")
+    cur = conn.execute(
+        "INSERT INTO events (time, class_uid, kind, pid, exec_id, exe, user, obj) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (_as_int(obj.get("time")) or 0, _as_int(obj.get("class_uid")) or 0,
+         _as_str(_get(obj, "unmapped", "event")) or _as_str(_get(obj, "metadata", "event_code")),
+         _as_int(_get(proc, "pid")), _as_str(_get(proc, "uid")), _exe(proc), _user(obj),
+         json.dumps(obj, separators=(",", ":"), ensure_ascii=False)))
+    cmd, paths = _texts(obj)
+    if cmd or paths:
+        conn.execute("INSERT INTO events_fts (rowid, cmd_line, path) VALUES (?, ?, ?)", (cur.lastrowid, cmd, paths))
+
+
+def _insert_alert(conn: sqlite3.Connection, obj: dict[str, Any]) -> None:
+    """Insert, or update a re-emitted finding (same uid, e.g. folded count) keeping its status."""
+    uid = _alert_uid(obj)
+    proc = _get(obj, "actor", "process")
+    title = _as_str(_get(obj, "finding_info", "title"))
+    existing = conn.execute("SELECT id, status FROM alerts WHERE uid = ?", (uid,)).fetchone()
+    if existing is None:
+        status = _STATUS_OF_ID.get(_as_int(obj.get("status_id")) or 1, STATUS_NEW)
+    else:
+        status = existing[1]
+        if status != STATUS_NEW:  # keep an analyst's ack/resolve over a re-emitted finding
+            obj = {**obj, "status_id": _OCSF_STATUS[status][0], "status": _OCSF_STATUS[status][1]}
+    values = (_as_int(obj.get("time")) or 0, _as_str(_get(obj, "finding_info", "analytic", "uid")), title,
+              _as_int(obj.get("severity_id")), status, _as_int(_get(proc, "pid")), _as_str(_get(proc, "uid")),
+              _exe(proc), _user(obj), json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+    if existing is None:
+        rowid = conn.execute("INSERT INTO alerts (time, rule, title, severity_id, status, pid, exec_id, exe, user,"
+                             " obj, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, uid)).lastrowid
+    else:
+        rowid = existing[0]
+        conn.execute("UPDATE alerts SET time = ?, rule = ?, title = ?, severity_id = ?, status = ?, pid = ?,"
+                     " exec_id = ?, exe = ?, user = ?, obj = ? WHERE uid = ?", (*values, uid))
+        conn.execute("DELETE FROM alerts_fts WHERE rowid = ?", (rowid,))
+    cmd, paths = _texts(obj)
+    conn.execute("INSERT INTO alerts_fts (rowid, title, cmd_line, path) VALUES (?, ?, ?, ?)",
+                 (rowid, title or "", cmd, paths))
