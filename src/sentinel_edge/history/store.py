@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 SQLITE_FULL = 13
+WAL_SIZE_LIMIT = 4 * 1024 * 1024
 STATUS_NEW = "new"
 STATUS_ACKNOWLEDGED = "acknowledged"
 STATUS_RESOLVED = "resolved"
@@ -290,6 +291,8 @@ class HistoryStore:
         if str(mode).lower() != "wal":
             raise OutputError(f"history store {self.path}: cannot switch to WAL mode (got {mode})")
         conn.execute("PRAGMA synchronous=FULL")
+        # The WAL grows to one batch between checkpoints; cut it back to this size after each checkpoint.
+        conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
         for target in range(version + 1, SCHEMA_VERSION + 1):
             conn.execute("BEGIN IMMEDIATE")
             try:
