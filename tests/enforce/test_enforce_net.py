@@ -443,6 +443,42 @@ def test_connect_denied_for_the_scoped_user_only(kern: EnforceKernel, drain: Tak
     assert kern.stats()["denies"] >= 1
 
 
+UDP_SENDER = """
+import errno, json, os, socket, sys
+fam = socket.AF_INET6 if sys.argv[1] == "6" else socket.AF_INET
+rx = socket.socket(fam, socket.SOCK_DGRAM)
+rx.bind((sys.argv[2], int(sys.argv[3])))
+tx = socket.socket(fam, socket.SOCK_DGRAM)
+try:
+    tx.sendto(b"x", (sys.argv[2], int(sys.argv[3])))
+    err = 0
+except OSError as exc:
+    err = exc.errno
+print(json.dumps({"pid": os.getpid(), "errno": err}))
+"""
+
+
+def udp_sendto(addr: str, port: int, family: int = 4) -> dict[str, Any]:
+    """A child sends one datagram with sendto() on an unconnected UDP socket (to its own receiver)."""
+    r = subprocess.run([CHILD_PY, "-c", UDP_SENDER, str(family), addr, str(port)], capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0, r.stderr
+    out: dict[str, Any] = json.loads(r.stdout)
+    return out
+
+
+def test_unconnected_udp_sendto_is_denied_like_connect(kern: EnforceKernel, drain: Take) -> None:
+    apply(kern, connect_policy("no-udp-233", ("127.233.0.0/16",)))
+    denied = udp_sendto("127.233.0.9", 40101)
+    assert denied["errno"] == errno.EPERM
+    (ev,) = drain(1)
+    assert ev.proc["pid"] == denied["pid"]
+    assert ev.data["kind"] == 4 and ev.data["action"] == ACT_DENY and ev.data["port"] == 40101
+    assert bytes(ev.data["addr"][:4]) == bytes([127, 233, 0, 9]) and ev.data["family"] == AF_INET
+    assert udp_sendto("127.234.0.9", 40102)["errno"] == 0
+    assert drain(0, timeout=0.2) == []
+
+
 def test_connect_ports_are_honoured(kern: EnforceKernel, drain: Take) -> None:
     apply(kern, connect_policy("one-port", ("127.231.1.0/24",), ports=(40011,)),
           connect_policy("two-ports", ("127.231.2.0/24",), ports=(40021, 40022)))

@@ -80,7 +80,7 @@ NET_MAPS: dict[str, int | None] = {
     "se_xdp_next": None,
     "se_enf_xrate": None,
 }
-CONNECT_PROGRAMS = ("enforce_connect4", "enforce_connect6")
+CONNECT_PROGRAMS = ("enforce_connect4", "enforce_connect6", "enforce_sendmsg4", "enforce_sendmsg6")
 XDP_PROGRAM = "enforce_xdp"
 XDP_PIN_PREFIX = "xdp_"
 
