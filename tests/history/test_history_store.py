@@ -93,8 +93,10 @@ def test_events_stored_whole_with_every_indexed_field(store: HistoryStore) -> No
     assert st["dropped_full_queue"] == 0
     assert st["dropped_disk"] == 0
     assert st["dropped_alerts"] == 0
+    assert st["dropped_invalid"] == 0
     assert st["pending_alerts"] == 0
     assert st["queue_depth"] == 0
+    assert st["retention_deleted"] == 0
     assert st["healthy"] is True
     assert st["health"] is None
     assert st["last_write_latency_ms"] > 0
@@ -274,3 +276,22 @@ def test_retention_by_size_removes_oldest_first(tmp_path: Path) -> None:
         assert s.db_bytes() <= limit + 64 * 1024  # pages given back (incremental vacuum, WAL truncated)
         assert s.db_bytes() < big / 2
         assert s.integrity_check() == "ok"
+
+
+def test_unserialisable_objects_are_counted_and_the_writer_goes_on(store: HistoryStore) -> None:
+    bad_event = make_event(1, time_ms=NOW)
+    bad_event["unmapped"]["raw"] = {1, 2}  # a set: not JSON
+    bad_alert = make_alert("bad", time_ms=NOW)
+    bad_alert["unmapped"] = {"raw": b"bytes"}
+    store.add_event(bad_event)
+    store.add_alert(bad_alert)
+    store.add_event(make_event(2, time_ms=NOW))
+    store.add_alert(make_alert("good", time_ms=NOW))
+    assert store.flush()
+    st = store.stats()
+    assert st["dropped_invalid"] == 2
+    assert st["written_events"] == 1
+    assert st["written_alerts"] == 1
+    assert st["pending_alerts"] == 0
+    assert seqs(store.query_events()) == [2]
+    assert uids(store.query_alerts()) == ["good"]

@@ -257,6 +257,7 @@ class HistoryStore:
         self._dropped_full_queue = 0
         self._dropped_disk = 0
         self._dropped_alerts = 0
+        self._dropped_invalid = 0
         self._retention_deleted = 0
         self._last_latency_ms = 0.0
         self._health: str | None = None
@@ -376,6 +377,7 @@ class HistoryStore:
                 "dropped_full_queue": self._dropped_full_queue,
                 "dropped_disk": self._dropped_disk,
                 "dropped_alerts": self._dropped_alerts,
+                "dropped_invalid": self._dropped_invalid,
                 "pending_alerts": len(self._pending_alerts) + len(self._overflow_alerts),
                 "queue_depth": self._queue.qsize(),
                 "retention_deleted": self._retention_deleted,
@@ -429,31 +431,46 @@ class HistoryStore:
             with self._lock:
                 while self._overflow_alerts:
                     alerts.append(self._overflow_alerts.popleft())
-            now = time.monotonic()
-            if self._pending_alerts and (now >= next_retry or markers or stopping):
-                alerts = self._pending_alerts + alerts
-                self._pending_alerts = []
-            elif self._pending_alerts and alerts:
-                self._keep_pending(alerts)  # disk still full: keep order, retry later
-                alerts = []
-            if alerts:
-                if not self._write_alerts(alerts):
-                    next_retry = time.monotonic() + self._retry_interval
-            if events:
-                self._write_events(events)
-            for req in retention:
-                req.deleted = self._retention()
-                req.done.set()
-            if retention or time.monotonic() >= next_retention:
-                if not retention:
-                    self._retention()
-                next_retention = time.monotonic() + self._retention_interval
+            try:
+                next_retry, next_retention = self._step(events, alerts, retention, markers, stopping, next_retry,
+                                                        next_retention)
+            except Exception:  # never let the writer die: log, answer waiters, go on
+                log.exception("history store %s: writer step failed", self.path)
+                for req in retention:
+                    req.done.set()
             ok = not self._pending_alerts
             for marker in markers:
                 marker.ok = ok
                 marker.done.set()
             if stopping and self._queue.empty():
+                if self._pending_alerts:
+                    log.error("history store %s: closing with %d alerts not written (%s)", self.path,
+                              len(self._pending_alerts), self._health)
                 return
+
+    def _step(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]], retention: list[_Retention],
+              markers: list[_Flush], stopping: bool, next_retry: float, next_retention: float) -> tuple[float, float]:
+        """One writer round: alerts (durable), events, retention. Returns the next retry and retention times."""
+        now = time.monotonic()
+        if self._pending_alerts and (now >= next_retry or markers or stopping):
+            alerts = self._pending_alerts + alerts
+            self._pending_alerts = []
+        elif self._pending_alerts and alerts:
+            self._keep_pending(alerts)  # disk still full: keep order, retry later
+            alerts = []
+        if alerts:
+            if not self._write_alerts(alerts):
+                next_retry = time.monotonic() + self._retry_interval
+        if events:
+            self._write_events(events)
+        for req in retention:
+            req.deleted = self._retention()
+            req.done.set()
+        if retention or time.monotonic() >= next_retention:
+            if not retention:
+                self._retention()
+            next_retention = time.monotonic() + self._retention_interval
+        return next_retry, next_retention
 
     def _keep_pending(self, alerts: list[dict[str, Any]]) -> None:
         self._pending_alerts.extend(alerts)
@@ -493,9 +510,15 @@ class HistoryStore:
             self._health = None
 
     def _write_alerts(self, alerts: list[dict[str, Any]]) -> bool:
+        rows, bad = _serialise(alerts)
+        if bad:
+            with self._lock:
+                self._dropped_invalid += bad
+            alerts = [obj for obj, _ in rows]
+
         def body(conn: sqlite3.Connection) -> None:
-            for obj in alerts:
-                _insert_alert(conn, obj)
+            for obj, text in rows:
+                _insert_alert(conn, obj, text)
 
         try:
             latency = self._txn("FULL", body)
@@ -515,9 +538,15 @@ class HistoryStore:
         return True
 
     def _write_events(self, events: list[dict[str, Any]]) -> None:
+        rows, bad = _serialise(events)
+        if bad:
+            with self._lock:
+                self._dropped_invalid += bad
+            events = [obj for obj, _ in rows]
+
         def body(conn: sqlite3.Connection) -> None:
-            for obj in events:
-                _insert_event(conn, obj)
+            for obj, text in rows:
+                _insert_event(conn, obj, text)
 
         try:
             latency = self._txn("NORMAL", body)
@@ -744,20 +773,33 @@ def _alert_uid(obj: dict[str, Any]) -> str:
     return uid
 
 
-def _insert_event(conn: sqlite3.Connection, obj: dict[str, Any]) -> None:
+def _serialise(objs: list[dict[str, Any]]) -> tuple[list[tuple[dict[str, Any], str]], int]:
+    """JSON text of each object; objects that cannot be serialised are counted, not written."""
+    out: list[tuple[dict[str, Any], str]] = []
+    bad = 0
+    for obj in objs:
+        try:
+            out.append((obj, json.dumps(obj, separators=(",", ":"), ensure_ascii=False)))
+        except (TypeError, ValueError) as exc:
+            bad += 1
+            log.warning("history store: cannot store %s object: %s", obj.get("class_uid"), exc)
+    return out, bad
+
+
+def _insert_event(conn: sqlite3.Connection, obj: dict[str, Any], text: str) -> None:
     proc = _get(obj, "actor", "process")
     cur = conn.execute(
         "INSERT INTO events (time, class_uid, kind, pid, exec_id, exe, user, obj) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (_as_int(obj.get("time")) or 0, _as_int(obj.get("class_uid")) or 0,
          _as_str(_get(obj, "unmapped", "event")) or _as_str(_get(obj, "metadata", "event_code")),
          _as_int(_get(proc, "pid")), _as_str(_get(proc, "uid")), _exe(proc), _user(obj),
-         json.dumps(obj, separators=(",", ":"), ensure_ascii=False)))
+         text))
     cmd, paths = _texts(obj)
     if cmd or paths:
         conn.execute("INSERT INTO events_fts (rowid, cmd_line, path) VALUES (?, ?, ?)", (cur.lastrowid, cmd, paths))
 
 
-def _insert_alert(conn: sqlite3.Connection, obj: dict[str, Any]) -> None:
+def _insert_alert(conn: sqlite3.Connection, obj: dict[str, Any], text: str) -> None:
     """Insert, or update a re-emitted finding (same uid, e.g. folded count) keeping its status."""
     uid = _alert_uid(obj)
     proc = _get(obj, "actor", "process")
@@ -769,9 +811,10 @@ def _insert_alert(conn: sqlite3.Connection, obj: dict[str, Any]) -> None:
         status = existing[1]
         if status != STATUS_NEW:  # keep an analyst's ack/resolve over a re-emitted finding
             obj = {**obj, "status_id": _OCSF_STATUS[status][0], "status": _OCSF_STATUS[status][1]}
+            text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     values = (_as_int(obj.get("time")) or 0, _as_str(_get(obj, "finding_info", "analytic", "uid")), title,
               _as_int(obj.get("severity_id")), status, _as_int(_get(proc, "pid")), _as_str(_get(proc, "uid")),
-              _exe(proc), _user(obj), json.dumps(obj, separators=(",", ":"), ensure_ascii=False))
+              _exe(proc), _user(obj), text)
     if existing is None:
         rowid = conn.execute("INSERT INTO alerts (time, rule, title, severity_id, status, pid, exec_id, exe, user,"
                              " obj, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*values, uid)).lastrowid
