@@ -48,7 +48,9 @@
 #define SE_ENF_NET_PORT_SET   (1u << 8)     /* se_enf_policy.scope: ports in se_enf_scope */
 #define SE_SCOPE_WHAT_PORT    4             /* se_enf_scope_key.what: value = host-order port */
 #define SE_SCOPE_WHAT_IFINDEX 5             /* se_enf_scope_key.what: value = ifindex (inbound) */
-#define SE_ENF_REPORT_NS      1000000000ULL /* XDP: at most one event per source per second */
+#define SE_ENF_REPORT_NS      1000000000ULL /* at most one event per source (XDP) or process+destination
+                                             * (connect) per second, with the count */
+#define SE_ENF_RATE_TASK      0x80000000u   /* se_enf_rate_key.ifindex of a connect report: bit | tgid */
 #define SE_ENF_XDP_SLOTS      8             /* se_xdp_next: slot 0 = the network inspector */
 #define SE_ENF_NET_ENTRIES    65536         /* per trie: two policy generations during apply + blocks */
 
@@ -182,6 +184,34 @@ static __always_inline int se_enf_net__choose(__u32 gen, const struct se_enf_mat
 }
 
 /*
+ * Is a report of this source due (XDP: per interface; connect: per process)? Returns the packets to report (this
+ * one and those hit since the last report) or 0 while the source was
+ * reported less than SE_ENF_REPORT_NS ago (the packet is then counted).
+ */
+static __always_inline __u32 se_enf_net__report_due(__u32 ifindex, __u32 family, const __u8 *addr, __u64 now)
+{
+	struct se_enf_rate_key k = { .ifindex = ifindex, .family = family };
+	if (family == SE_ENF_AF_INET)
+		__builtin_memcpy(k.addr, addr, 4);
+	else
+		__builtin_memcpy(k.addr, addr, 16);
+	struct se_enf_rate *r = bpf_map_lookup_elem(&se_enf_xrate, &k);
+	if (!r) {
+		struct se_enf_rate fresh = { .last_ns = now, .pending = 0 };
+		bpf_map_update_elem(&se_enf_xrate, &k, &fresh, BPF_NOEXIST);
+		return 1;
+	}
+	__u64 last = r->last_ns;
+	if (now - last < SE_ENF_REPORT_NS ||
+	    __sync_val_compare_and_swap(&r->last_ns, last, now) != last) {
+		__sync_fetch_and_add(&r->pending, 1);
+		return 0;
+	}
+	__u64 pending = __sync_lock_test_and_set(&r->pending, 0);
+	return pending >= 0xFFFFFFFFULL ? 0xFFFFFFFFu : (__u32)pending + 1;
+}
+
+/*
  * The decision of cgroup/connect4|6 for a destination already looked up:
  * `block` (generation 0) and `m` (active generation), either may be NULL.
  * Returns 1 to let the connect go on, 0 to fail it with EPERM.
@@ -244,7 +274,13 @@ static __always_inline int se_enf_net__connect(struct bpf_sock_addr *ctx, const 
 		ev->action = SE_ENF_ACT_AUDIT;
 		se_enf__count(SE_ENF_STAT_AUDITS);
 	}
-	se_enf__emit(heap, sizeof(struct se_enforce));
+	/* a process retrying a denied destination is reported once a second, with the count */
+	__u32 due = se_enf_net__report_due(SE_ENF_RATE_TASK | (ev->proc.pid & 0x7fffffff), family, addr,
+					   bpf_ktime_get_boot_ns());
+	if (due) {
+		ev->count = due;
+		se_enf__emit(heap, sizeof(struct se_enforce));
+	}
 	return allow;
 }
 
@@ -270,34 +306,6 @@ static __always_inline int se_enf_net__choose_if(__u32 gen, const struct se_enf_
 	}
 	*enforce = 0;
 	return audit_idx;
-}
-
-/*
- * XDP: is a report of this source due? Returns the packets to report (this
- * one and those hit since the last report) or 0 while the source was
- * reported less than SE_ENF_REPORT_NS ago (the packet is then counted).
- */
-static __always_inline __u32 se_enf_net__report_due(__u32 ifindex, __u32 family, const __u8 *addr, __u64 now)
-{
-	struct se_enf_rate_key k = { .ifindex = ifindex, .family = family };
-	if (family == SE_ENF_AF_INET)
-		__builtin_memcpy(k.addr, addr, 4);
-	else
-		__builtin_memcpy(k.addr, addr, 16);
-	struct se_enf_rate *r = bpf_map_lookup_elem(&se_enf_xrate, &k);
-	if (!r) {
-		struct se_enf_rate fresh = { .last_ns = now, .pending = 0 };
-		bpf_map_update_elem(&se_enf_xrate, &k, &fresh, BPF_NOEXIST);
-		return 1;
-	}
-	__u64 last = r->last_ns;
-	if (now - last < SE_ENF_REPORT_NS ||
-	    __sync_val_compare_and_swap(&r->last_ns, last, now) != last) {
-		__sync_fetch_and_add(&r->pending, 1);
-		return 0;
-	}
-	__u64 pending = __sync_lock_test_and_set(&r->pending, 0);
-	return pending >= 0xFFFFFFFFULL ? 0xFFFFFFFFu : (__u32)pending + 1;
 }
 
 /*

@@ -247,7 +247,7 @@ def check_connect_event(ev: Event, child: dict[str, Any], *, addr: str, port: in
         "gen": d["gen"] if gen is None else gen, "match": BY_NETWORK,
         "dev": ident.dev, "igen": ident.gen or 0, "ino": ident.ino,
         "family": family, "port": port, "protocol": IPPROTO_TCP,
-        "addr": list(packed) + [0] * (16 - len(packed)), "ifindex": 0, "count": 0, "aux": 0,
+        "addr": list(packed) + [0] * (16 - len(packed)), "ifindex": 0, "count": 1, "aux": 0,
         "path": b"", "filename": b"",
     }
     if gen is None:
@@ -477,6 +477,34 @@ def test_unconnected_udp_sendto_is_denied_like_connect(kern: EnforceKernel, drai
     assert bytes(ev.data["addr"][:4]) == bytes([127, 233, 0, 9]) and ev.data["family"] == AF_INET
     assert udp_sendto("127.234.0.9", 40102)["errno"] == 0
     assert drain(0, timeout=0.2) == []
+
+
+def test_a_process_retrying_a_denied_destination_is_reported_once_a_second_with_the_count(
+        kern: EnforceKernel, drain: Take) -> None:
+    apply(kern, connect_policy("no-235", ("127.235.0.0/16",)))
+    code = ("import errno, json, socket, time\n"
+            "errs = []\n"
+            "for i in range(50):\n"
+            "    s = socket.socket()\n"
+            "    try:\n"
+            "        s.connect(('127.235.0.1', 40201)); errs.append(0)\n"
+            "    except OSError as e:\n"
+            "        errs.append(e.errno)\n"
+            "    s.close()\n"
+            "time.sleep(1.1)\n"
+            "s = socket.socket()\n"
+            "try:\n"
+            "    s.connect(('127.235.0.1', 40201))\n"
+            "except OSError as e:\n"
+            "    errs.append(e.errno)\n"
+            "print(json.dumps(errs))\n")
+    r = subprocess.run([CHILD_PY, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == [errno.EPERM] * 51      # every attempt is denied
+    evs = drain(2)
+    assert [e.data["count"] for e in evs] == [1, 50]       # the first, then the 49 since and this one
+    assert drain(0, timeout=0.2) == []
+    assert kern.stats()["denies"] >= 51
 
 
 def test_connect_ports_are_honoured(kern: EnforceKernel, drain: Take) -> None:

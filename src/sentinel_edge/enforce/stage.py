@@ -519,6 +519,7 @@ class EnforcementStage:
             data.update(exe=d["path"].decode("utf-8", "surrogateescape"), dev=d["dev"], ino=d["ino"])
         elif kind == ENF_CONNECT:
             target = f"{_addr(int(d['family']), d['addr'])}:{int(d['port'])}"
+            data.update(attempts=max(1, int(d.get("count", 1))), protocol=int(d.get("protocol", 0)))
         elif kind == ENF_INBOUND:
             target = _addr(int(d["family"]), d["addr"])
             data.update(ifindex=int(d["ifindex"]), packets=int(d["count"]), protocol=int(d["protocol"]))

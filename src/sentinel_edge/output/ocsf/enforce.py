@@ -103,6 +103,8 @@ def map_enforce(event: Event, host: HostInfo) -> dict[str, Any]:
             obj = base(event, host, class_uid=4001, category_uid=4, activity_id=1,
                        message=f"connect to {addr}:{int(d.get('port', 0))} {action}")
             obj["dst_endpoint"] = {"ip": addr, "port": int(d.get("port", 0))}
+            if int(d.get("count", 0)) > 1:  # attempts since the last report (reported once a second)
+                obj["count"] = int(d["count"])
         else:
             obj = base(event, host, class_uid=4001, category_uid=4, activity_id=5,
                        message=f"packets from {addr} {action}")
