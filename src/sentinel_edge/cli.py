@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 from sentinel_edge.enforce.cli import add_policy_parser
 from sentinel_edge.enforce.quarantine_cli import add_quarantine_parser
 from sentinel_edge.errors import SentinelEdgeError
-from sentinel_edge.history.cli import add_history_parsers
 from sentinel_edge.rules.cli import add_rules_parser
 
 log = logging.getLogger("sentinel_edge")
@@ -226,7 +225,6 @@ def build_parser() -> argparse.ArgumentParser:
     add_rules_parser(sub)
     add_policy_parser(sub)
     add_quarantine_parser(sub)
-    add_history_parsers(sub)
 
     pr = sub.add_parser("probe", help="check what this kernel offers")
     pr.add_argument("--no-mount", action="store_true", help="do not mount tracefs when it is missing")
