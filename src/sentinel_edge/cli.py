@@ -92,7 +92,7 @@ def _enforcement(cfg: config.AgentConfig) -> EnforcementStage | None:
         return None
     stage = EnforcementStage(e.policies, pin_root=e.pin_root, watch=e.watch, fanotify=e.fanotify,
                              safe_executables=e.safe_executables)
-    stage._load()  # every error, located, before anything is loaded
+    stage.validate()  # every error, located, before anything is loaded
     return stage
 
 

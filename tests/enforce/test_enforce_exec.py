@@ -396,7 +396,8 @@ def test_module_loads_are_killed_through_the_fallback_when_tracepoints_are_missi
 def test_scope_by_container_id_follows_the_container_cgroup(kern: EnforceKernel, drain: Take,
                                                             tmp_path: Path) -> None:
     """A container is its cgroup: a process moved into docker-<id>.scope is in scope, others are not."""
-    from sentinel_edge.enforce.stage import cgroup2_root, container_cgroups
+    from sentinel_edge.enforce.netmaps import cgroup2_root
+    from sentinel_edge.enforce.stage import container_cgroups
 
     root = cgroup2_root()
     assert root is not None

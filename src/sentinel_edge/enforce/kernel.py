@@ -461,15 +461,19 @@ class EnforceKernel:
             os.close(fd)
         self.state_of_install = "installed"
 
-    def _load_object(self) -> None:
+    def _load_object(self, *, reuse_pinned: bool = False) -> None:
+        """Open and load the object. Fresh: its own maps (kept open here). ``reuse_pinned``: an adopting
+        process that needs programs loads the object once more, its maps reusing the pinned ones."""
         lib = self._lib
         self._obj = libbpf.check_ptr(lib.bpf_object__open_file(self.obj_path.encode(), None),
                                      f"opening {self.obj_path}")
         own = set(self.maps)
         for m in libbpf.iterate(lib.bpf_object__next_map, self._obj):
             name = lib.bpf_map__name(m).decode()
-            if name not in own and not name.startswith("se_heap") and "." not in name \
-                    and name != "se_enf_scratch":
+            if name in own:
+                if reuse_pinned:
+                    libbpf.check_int(lib.bpf_map__reuse_fd(m, self._fds[name]), f"reusing pinned map {name}")
+            elif not name.startswith("se_heap") and "." not in name and name != "se_enf_scratch":
                 lib.bpf_map__set_autocreate(m, False)  # sensor maps from maps.h: not used here
         nrs = MODULE_SYSCALLS.get(platform.machine())
         if nrs:
@@ -478,10 +482,11 @@ class EnforceKernel:
         libbpf.take_log()
         ret = lib.bpf_object__load(self._obj)
         if ret < 0:
-            lines = libbpf.take_log()
-            raise EnforceError(f"loading {self.obj_path} failed: {libbpf.errno_text(ret)}\n" + "\n".join(lines[-60:]))
-        for name in self.maps:
-            self._fds[name] = os.dup(lib.bpf_map__fd(self._find_map(name)))
+            raise EnforceError(f"loading {self.obj_path} failed: {libbpf.errno_text(ret)}\n"
+                               + "\n".join(libbpf.take_log()[-60:]))
+        if not reuse_pinned:
+            for name in self.maps:
+                self._fds[name] = os.dup(lib.bpf_map__fd(self._find_map(name)))
 
     def _set_rodata_u32(self, var: str, value: int) -> None:
         off = self.btf.datasec_offset(".rodata", var)
@@ -544,7 +549,7 @@ class EnforceKernel:
         if self._link_pin(pin_name or name).exists():
             return True
         if not self._obj:
-            self._load_object_for_programs()
+            self._load_object(reuse_pinned=True)
         return self._attach_pinned(name, target=target, how=how, pin_name=pin_name)
 
     def detach_program(self, pin_name: str) -> bool:
@@ -553,28 +558,6 @@ class EnforceKernel:
             os.unlink(p)
             return True
         return False
-
-    def _load_object_for_programs(self) -> None:
-        """An adopting process has no programs: load the object once more, its maps reusing the pinned ones."""
-        lib = self._lib
-        self._obj = libbpf.check_ptr(lib.bpf_object__open_file(self.obj_path.encode(), None),
-                                     f"opening {self.obj_path}")
-        own = set(self.maps)
-        for m in libbpf.iterate(lib.bpf_object__next_map, self._obj):
-            name = lib.bpf_map__name(m).decode()
-            if name in own:
-                libbpf.check_int(lib.bpf_map__reuse_fd(m, self._fds[name]), f"reusing pinned map {name}")
-            elif not name.startswith("se_heap") and "." not in name and name != "se_enf_scratch":
-                lib.bpf_map__set_autocreate(m, False)
-        nrs = MODULE_SYSCALLS.get(platform.machine())
-        if nrs:
-            self._set_rodata_u32("se_nr_init_module", nrs[0])
-            self._set_rodata_u32("se_nr_finit_module", nrs[1])
-        libbpf.take_log()
-        ret = lib.bpf_object__load(self._obj)
-        if ret < 0:
-            raise EnforceError(f"loading {self.obj_path} failed: {libbpf.errno_text(ret)}\n"
-                               + "\n".join(libbpf.take_log()[-60:]))
 
     def _adopt_maps(self, *, tolerate_missing: bool = False) -> list[str]:
         """Open the pinned maps; returns those missing (an older build pinned fewer) when tolerated."""

@@ -29,7 +29,6 @@ import ipaddress
 import logging
 import os
 import socket
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +40,7 @@ from sentinel_edge.enforce.kernel import (
     EnfPolicyKey,
     EnfScopeKey,
     KernelPlan,
+    _boot_ns,
     _match_union,
 )
 from sentinel_edge.enforce.model import ConnectDeny, InboundDrop, IPNetwork, PolicySet
@@ -445,10 +445,6 @@ class Block:
     expires_ns: int          # CLOCK_BOOTTIME deadline (0: never)
     remaining_s: float
     reason: str = ""
-
-
-def _boot_ns() -> int:
-    return time.clock_gettime_ns(time.CLOCK_BOOTTIME)
 
 
 def _normalize(addr: IPAddress) -> IPAddress:

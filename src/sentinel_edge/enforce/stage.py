@@ -16,16 +16,15 @@ says so with an alert (:data:`GAP_POLICY_ID`).
 from __future__ import annotations
 
 import dataclasses
-import ipaddress
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from sentinel_edge.detection import _mtimes as detection_mtimes
 from sentinel_edge.enforce.identity import identity_of_path
 from sentinel_edge.enforce.kernel import (
     ENF_BPF,
@@ -56,6 +55,7 @@ from sentinel_edge.enforce.model import (
 from sentinel_edge.enforce.policy import load_policy_files
 from sentinel_edge.errors import EnforceError, PolicyError, SentinelEdgeError
 from sentinel_edge.model import Event
+from sentinel_edge.output.ocsf.enforce import address_text
 from sentinel_edge.rules.model import Alert, Attack, RuleMeta
 
 log = logging.getLogger(__name__)
@@ -76,28 +76,8 @@ TECHNIQUE_TACTIC = {  # the tactic of the techniques policies usually name (ATT&
 
 
 def _mtimes(paths: Sequence[Path]) -> dict[str, float]:
-    out: dict[str, float] = {}
-    for p in paths:
-        files = sorted(q for q in p.rglob("*") if q.suffix in (".yaml", ".yml")) if p.is_dir() else [p]
-        for f in files:
-            try:
-                out[str(f)] = f.stat().st_mtime
-            except OSError:
-                out[str(f)] = -1.0
-    return out
-
-
-def cgroup2_root(mountinfo: str = "/proc/self/mountinfo") -> str | None:
-    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on hybrid hosts)."""
-    try:
-        text = Path(mountinfo).read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        pre, _, post = line.partition(" - ")
-        if post.split(" ", 1)[0] == "cgroup2":
-            return pre.split(" ")[4]
-    return None
+    """detection._mtimes over paths that may be directories created later (looked at every time)."""
+    return detection_mtimes([p for p in paths if not p.is_dir()], [p for p in paths if p.is_dir()])
 
 
 def container_cgroups(container_id: str, root: str | None = None, limit: int = 100_000) -> list[int]:
@@ -106,10 +86,12 @@ def container_cgroups(container_id: str, root: str | None = None, limit: int = 1
     ``container_id`` is the full id or a prefix of at least 12 characters;
     the container's cgroup and every cgroup below it are returned.
     """
+    from sentinel_edge.enforce.netmaps import cgroup2_root
     from sentinel_edge.enrich.containers import container_of_path
 
-    base = root or cgroup2_root()
-    if base is None:
+    try:
+        base = root or cgroup2_root()
+    except EnforceError:
         return []
     out: list[int] = []
     seen = 0
@@ -173,11 +155,15 @@ def enforcement_alert(enf: Enforcement, policy: Policy | None, event: Event) -> 
     msg = f"policy {enf.policy_id}: {enf.target} {verb}"
     if not enf.ok:
         msg += f" - the action failed: {enf.error}"
-    data: dict[str, Any] = {"enforcement": {
-        "policy_id": enf.policy_id, "mode": enf.mode, "action": enf.action, "mechanism": enf.mechanism,
-        "target": enf.target, "ok": enf.ok, "error": enf.error, **enf.data}}
     return Alert(rule=policy_rule(policy, enf.policy_id), events=[event], message=msg, time_ns=time.time_ns(),
-                 data=data)
+                 data=_alert_data(enf))
+
+
+def _alert_data(enf: Enforcement) -> dict[str, Any]:
+    """What an enforcement alert carries (unmapped.alert.enforcement; the finding's security_control fields)."""
+    return {"enforcement": {"policy_id": enf.policy_id, "mode": enf.mode, "action": enf.action,
+                            "mechanism": enf.mechanism, "target": enf.target, "ok": enf.ok, "error": enf.error,
+                            **enf.data}}
 
 
 def response_alert(enf: Enforcement, alert: Alert) -> Alert:
@@ -188,16 +174,7 @@ def response_alert(enf: Enforcement, alert: Alert) -> Alert:
                     source=rule.source, file=rule.file, line=rule.line, kind="response")
     verb = {ACTION_KILL: "killed", ACTION_NONE: "not acted on"}.get(enf.action, enf.action)
     msg = f"rule {rule.id}: {enf.target} {verb}" + ("" if enf.ok else f" - {enf.error}")
-    data: dict[str, Any] = {"enforcement": {
-        "policy_id": enf.policy_id, "mode": enf.mode, "action": enf.action, "mechanism": enf.mechanism,
-        "target": enf.target, "ok": enf.ok, "error": enf.error, **enf.data}}
-    return Alert(rule=meta, events=list(alert.events), message=msg, time_ns=time.time_ns(), data=data)
-
-
-def _addr(family: int, raw: bytes) -> str:
-    if family == socket.AF_INET6:
-        return str(ipaddress.IPv6Address(bytes(raw[:16])))
-    return str(ipaddress.IPv4Address(bytes(raw[:4])))
+    return Alert(rule=meta, events=list(alert.events), message=msg, time_ns=time.time_ns(), data=_alert_data(enf))
 
 
 class EnforcementStage:
@@ -227,6 +204,7 @@ class EnforcementStage:
         self._next_refresh = 0.0
         self._cgroups: dict[str, list[int]] = {}
         self._blocker: Any = None
+        self._preloaded: PolicySet | None = None
         self._decoder: Any = None
         self._pending: list[tuple[Event, Enforcement]] = []
         self.install_state = ""
@@ -235,9 +213,8 @@ class EnforcementStage:
 
     def start(self, agent_pid: int) -> list[tuple[Event, Enforcement]]:
         """Adopt or install kernel enforcement, apply the policy files; returns start-up findings (the gap)."""
-        from sentinel_edge.wire.decode import Decoder
-
-        pset = self._load()  # errors are fatal at start
+        pset = self._preloaded if self._preloaded is not None else self._load()  # errors are fatal at start
+        self._preloaded = None
         self._mtimes = _mtimes(self.paths)
         if not pset.policies and not self.kernel.installed():
             self.notes.append("no policy configured: nothing is enforced")
@@ -253,9 +230,7 @@ class EnforcementStage:
             except EnforceError as exc:
                 log.warning("pinned enforcement at %s is unreadable (%s): installing afresh", self.kernel.pin_root, exc)
                 self.kernel.uninstall()
-        self.install_state = self.kernel.open(agent_pid=agent_pid)
-        self._decoder = Decoder(self.kernel.btf)
-        self.kernel.set_safe(self._safe_identities())
+        self._ensure_kernel(agent_pid)
         found: list[tuple[Event, Enforcement]] = []
         if previous is not None and previous[0] and not _pid_alive(*previous) and previous[0] != agent_pid:
             found.append(self._gap_finding(previous[0]))
@@ -266,6 +241,21 @@ class EnforcementStage:
         self.notes.append(f"enforcement {self.install_state} at {self.kernel.pin_root}: "
                           f"{len(self.policies.policies)} policies")
         return found
+
+    def _ensure_kernel(self, agent_pid: int | None = None) -> None:
+        """Install or adopt the pinned enforcement (once), with its decoder and the safe list."""
+        if self.kernel._fds:
+            return
+        from sentinel_edge.wire.decode import Decoder
+
+        self.install_state = self.kernel.open(agent_pid=os.getpid() if agent_pid is None else agent_pid)
+        self._decoder = Decoder(self.kernel.btf)
+        self.kernel.set_safe(self._safe_identities())
+
+    def validate(self) -> PolicySet:
+        """Read and check the policy files now (every error raised, located); start() uses this set."""
+        self._preloaded = self._load()
+        return self._preloaded
 
     def _load(self) -> PolicySet:
         """The policy set of the configured paths; a directory that does not exist (yet) holds none."""
@@ -341,11 +331,7 @@ class EnforcementStage:
             self.policies = pset  # nothing to enforce and nothing installed: install nothing
             return
         plan = self._plan(pset)
-        if not self.kernel._fds:  # the first policies of an agent that started with none
-            from sentinel_edge.wire.decode import Decoder
-            self.install_state = self.kernel.open(agent_pid=os.getpid())
-            self._decoder = Decoder(self.kernel.btf)
-            self.kernel.set_safe(self._safe_identities())
+        self._ensure_kernel()  # the first policies of an agent that started with none
         if self.install_state == "replaced":
             self.kernel.replace(lambda k: self._write(k, plan, pset))
             self.install_state = "installed"
@@ -478,11 +464,7 @@ class EnforcementStage:
         """The kernel address blocker of response actions (installs kernel enforcement when needed)."""
         from sentinel_edge.enforce import netmaps
 
-        if not self.kernel._fds:
-            from sentinel_edge.wire.decode import Decoder
-            self.install_state = self.kernel.open(agent_pid=os.getpid())
-            self._decoder = Decoder(self.kernel.btf)
-            self.kernel.set_safe(self._safe_identities())
+        self._ensure_kernel()
         netmaps.sync_network(self.kernel, self.policies)  # connect hooks attached: blocks need them
         if self._blocker is None:
             self._blocker = netmaps.KernelAddressBlocker(self.kernel)
@@ -518,10 +500,10 @@ class EnforcementStage:
             target = "bpf(BPF_PROG_LOAD)" if kind == ENF_BPF else f"module load (syscall {d['aux']})"
             data.update(exe=d["path"].decode("utf-8", "surrogateescape"), dev=d["dev"], ino=d["ino"])
         elif kind == ENF_CONNECT:
-            target = f"{_addr(int(d['family']), d['addr'])}:{int(d['port'])}"
+            target = f"{address_text(int(d['family']), d['addr'])}:{int(d['port'])}"
             data.update(attempts=max(1, int(d.get("count", 1))), protocol=int(d.get("protocol", 0)))
         elif kind == ENF_INBOUND:
-            target = _addr(int(d["family"]), d["addr"])
+            target = address_text(int(d["family"]), d["addr"])
             data.update(ifindex=int(d["ifindex"]), packets=int(d["count"]), protocol=int(d["protocol"]))
         else:
             target = "?"

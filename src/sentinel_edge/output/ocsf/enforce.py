@@ -69,7 +69,8 @@ def security_control(action: str, ok: bool, policy_id: str, mode: str) -> dict[s
     }
 
 
-def _addr(family: int, raw: bytes) -> str:
+def address_text(family: int, raw: bytes) -> str:
+    """The text of an se_enforce address (``addr`` bytes of ``family``)."""
     if family == socket.AF_INET6:
         return str(ipaddress.IPv6Address(bytes(raw[:16])))
     return str(ipaddress.IPv4Address(bytes(raw[:4])))
@@ -98,7 +99,7 @@ def map_enforce(event: Event, host: HostInfo) -> dict[str, Any]:
         obj = base(event, host, class_uid=1002, category_uid=1, activity_id=1, message=f"{what} {action}")
         obj["driver"] = {"file": {"name": what, "type_id": 0}}
     elif kind in (ENF_CONNECT, ENF_INBOUND):
-        addr = _addr(int(d.get("family", socket.AF_INET)), bytes(d.get("addr") or b"\0" * 16))
+        addr = address_text(int(d.get("family", socket.AF_INET)), bytes(d.get("addr") or b"\0" * 16))
         if kind == ENF_CONNECT:
             obj = base(event, host, class_uid=4001, category_uid=4, activity_id=1,
                        message=f"connect to {addr}:{int(d.get('port', 0))} {action}")
