@@ -130,6 +130,27 @@ def test_alerts_command_list_ack_resolve_show(db: Path, capsys: pytest.CaptureFi
     assert not (db.parent / "missing.db").exists()
 
 
+def test_alerts_comment_command(db: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out = _run(["alerts", "--db", str(db), "comment", "al-1", "seen \x1b[2Jthis", "--who", "erin"], capsys)
+    assert (rc, out) == (0, ["al-1 new commented by erin"])
+    rc, out = _run(["alerts", "comment", "al-1", "second note", "--db", str(db), "--who", "frank", "--json"], capsys)
+    assert rc == 0
+    assert json.loads(out[0])["finding_info"]["uid"] == "al-1"
+    assert json.loads(out[0])["status_id"] == 1
+    rc, out = _run(["alerts", "--db", str(db), "show", "al-1"], capsys)
+    assert rc == 0
+    assert out[1].endswith(" erin comment new->new seen \\x1b[2Jthis")  # control characters escaped
+    assert out[2].endswith(" frank comment new->new second note")
+    args = _parser().parse_args(["alerts", "--db", str(db), "comment", "al-1", " "])
+    assert args.fn(args) == 2
+    assert capsys.readouterr().err == "sentinel-edge alerts comment: empty comment\n"
+    with HistoryStore(db, retention_days=None, max_bytes=None) as s:
+        got = s.get_alert("al-1")
+        assert got is not None
+        assert [(c.who, c.action, c.comment) for c in got.changes] == [("erin", "comment", "seen \x1b[2Jthis"),
+                                                                        ("frank", "comment", "second note")]
+
+
 def test_cli_as_a_subprocess(db: Path) -> None:
     code = ("import argparse, sys\n"
             "from sentinel_edge.history.cli import add_history_parsers\n"

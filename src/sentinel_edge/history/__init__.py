@@ -1,6 +1,7 @@
 """History: events and alerts kept in an embedded SQLite store, queried by the CLI and the API."""
 
 from sentinel_edge.history.store import (
+    LATENCY_BOUNDS,
     SCHEMA_VERSION,
     STATUS_ACKNOWLEDGED,
     STATUS_NEW,
@@ -9,9 +10,11 @@ from sentinel_edge.history.store import (
     HistoryStore,
     StoredAlert,
     StoredEvent,
+    WriteLatency,
 )
 
 __all__ = [
+    "LATENCY_BOUNDS",
     "SCHEMA_VERSION",
     "STATUS_ACKNOWLEDGED",
     "STATUS_NEW",
@@ -20,4 +23,5 @@ __all__ = [
     "HistoryStore",
     "StoredAlert",
     "StoredEvent",
+    "WriteLatency",
 ]

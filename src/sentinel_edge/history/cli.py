@@ -79,13 +79,17 @@ def add_history_parsers(subparsers: Any) -> None:
     al.set_defaults(fn=_cmd_alerts)
     sub = al.add_subparsers(dest="alerts_action")
     for name, helptext in (("ack", "acknowledge an alert"), ("resolve", "resolve an alert"),
+                           ("comment", "add a comment to an alert's history"),
                            ("show", "show one alert with its history")):
         one = sub.add_parser(name, help=helptext)
         one.add_argument("id", metavar="ID", help="alert uid (finding_info.uid)")
+        if name == "comment":
+            one.add_argument("text", metavar="TEXT", help="the comment")
         one.add_argument("--db", default=argparse.SUPPRESS, metavar="PATH", help="history database")
         one.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
         if name != "show":
             one.add_argument("--who", default=None, help="who (default: the login user)")
+        if name in ("ack", "resolve"):
             one.add_argument("--comment", default="", help="a note kept in the alert's history")
 
 
@@ -137,6 +141,15 @@ def _cmd_alerts(args: argparse.Namespace) -> int:
             fn = store.ack if action == "ack" else store.resolve
             alert = fn(args.id, who, args.comment)
             print(_dump(alert.obj) if args.json else f"{_clean(alert.uid)} {alert.status} by {_clean(who)}")
+            return 0
+        if action == "comment":
+            who = args.who or getpass.getuser()
+            try:
+                alert = store.comment(args.id, who, args.text)
+            except ValueError as exc:
+                print(f"sentinel-edge alerts comment: {exc}", file=sys.stderr)
+                return 2
+            print(_dump(alert.obj) if args.json else f"{_clean(alert.uid)} {alert.status} commented by {_clean(who)}")
             return 0
         if action == "show":
             found = store.get_alert(args.id)

@@ -22,7 +22,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,8 +31,12 @@ from sentinel_edge.errors import OutputError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SQLITE_FULL = 13
+MINUTE_MS = 60_000
+# Upper bounds (seconds) of the write-latency histogram buckets (Prometheus style; +Inf is the total count).
+LATENCY_BOUNDS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+WRITE_KINDS = ("events", "alerts")
 WAL_SIZE_LIMIT = 4 * 1024 * 1024
 STATUS_NEW = "new"
 STATUS_ACKNOWLEDGED = "acknowledged"
@@ -91,6 +95,19 @@ _MIGRATIONS: list[tuple[str, ...]] = [
             comment TEXT NOT NULL)""",
         "CREATE INDEX alert_changes_uid ON alert_changes(alert_uid, id)",
     ),
+    # version 2: events per (minute, class), kept by the writer (inserts) and a trigger (deletes), so the
+    # overview counts millions of events without scanning them.
+    (
+        """CREATE TABLE event_counts (
+            minute INTEGER NOT NULL,
+            class_uid INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (minute, class_uid)) WITHOUT ROWID""",
+        f"INSERT INTO event_counts SELECT time / {MINUTE_MS}, class_uid, count(*) FROM events GROUP BY 1, 2",
+        f"""CREATE TRIGGER events_count_delete AFTER DELETE ON events BEGIN
+            UPDATE event_counts SET n = n - 1 WHERE minute = OLD.time / {MINUTE_MS} AND class_uid = OLD.class_uid;
+        END""",
+    ),
 ]
 
 
@@ -132,6 +149,43 @@ class StoredAlert:
     user: str | None
     obj: dict[str, Any]
     changes: tuple[AlertChange, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class WriteLatency:
+    """Commit latency of one transaction kind, as a Prometheus histogram.
+
+    ``counts[i]`` is the number of commits that took at most ``bounds[i]`` seconds (cumulative);
+    ``count`` (the +Inf bucket) is every commit, ``sum_s`` their total time.
+    """
+
+    bounds: tuple[float, ...]
+    counts: tuple[int, ...]
+    sum_s: float
+    count: int
+
+
+class _Histogram:
+    def __init__(self) -> None:
+        self.buckets = [0] * (len(LATENCY_BOUNDS) + 1)  # the last one is above every bound
+        self.sum_s = 0.0
+        self.count = 0
+
+    def observe(self, seconds: float) -> None:
+        i = 0
+        while i < len(LATENCY_BOUNDS) and seconds > LATENCY_BOUNDS[i]:
+            i += 1
+        self.buckets[i] += 1
+        self.sum_s += seconds
+        self.count += 1
+
+    def snapshot(self) -> WriteLatency:
+        cumulative: list[int] = []
+        total = 0
+        for n in self.buckets[:-1]:
+            total += n
+            cumulative.append(total)
+        return WriteLatency(LATENCY_BOUNDS, tuple(cumulative), self.sum_s, self.count)
 
 
 class _Flush:
@@ -260,8 +314,15 @@ class HistoryStore:
         self._dropped_invalid = 0
         self._retention_deleted = 0
         self._last_latency_ms = 0.0
+        self._latency = {kind: _Histogram() for kind in WRITE_KINDS}
         self._health: str | None = None
         self._closed = False
+        # Writer crash handling: what a round had taken but not committed is kept for the next writer.
+        self._inflight_events: list[dict[str, Any]] = []
+        self._inflight_alerts: list[dict[str, Any]] = []
+        self._carry_events: list[dict[str, Any]] = []
+        self._isolate = False  # set after a crash: the next round writes one object per transaction
+        self.last_writer_error: str | None = None
         try:
             self._wconn = self._connect()
             self._migrate(self._wconn)
@@ -343,12 +404,22 @@ class HistoryStore:
             self._queue.put(marker, timeout=timeout)
         except queue.Full:
             return False
-        return marker.done.wait(timeout) and marker.ok
+        return self._wait(marker.done, timeout) and marker.ok
+
+    def _wait(self, done: threading.Event, timeout: float) -> bool:
+        """Wait for the writer to set done; False at once when the writer is dead (until restarted)."""
+        deadline = time.monotonic() + timeout
+        while not done.wait(min(0.05, max(0.0, deadline - time.monotonic()))):
+            if time.monotonic() >= deadline or not self._thread.is_alive():
+                return done.is_set()
+        return True
 
     def close(self, timeout: float = 30.0) -> None:
         """Drain the queue, stop the writer, close the file."""
         if self._closed:
             return
+        if not self._thread.is_alive() and self.last_writer_error is not None:
+            self.restart_writer()  # drain what the dead writer left before closing
         self._closed = True
         deadline = time.monotonic() + timeout
         while self._thread.is_alive() and time.monotonic() < deadline:
@@ -384,6 +455,8 @@ class HistoryStore:
                 "last_write_latency_ms": self._last_latency_ms,
                 "healthy": self._health is None,
                 "health": self._health,
+                "writer_alive": self._thread.is_alive(),
+                "last_writer_error": self.last_writer_error,
             }
         out["db_bytes"] = self.db_bytes()
         return out
@@ -398,7 +471,44 @@ class HistoryStore:
 
     # -- writer --------------------------------------------------------------------------------
 
+    def writer_alive(self) -> bool:
+        """True while the writer thread runs (it ends only on close or on an unexpected exception)."""
+        return self._thread.is_alive()
+
+    def restart_writer(self) -> None:
+        """Start a new writer on the same queue after the old one died; nothing it had taken is lost.
+
+        The objects the dead writer had taken but not committed are written first, one per
+        transaction, so an object that crashes the writer again is dropped (``dropped_invalid``)
+        instead of killing every writer after it. A no-op while the writer is alive.
+        """
+        if self._closed:
+            raise OutputError(f"history store {self.path}: closed")
+        if self._thread.is_alive():
+            return
+        if self._wconn.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                self._wconn.execute("ROLLBACK")
+        with self._lock:
+            if self._health is not None and self._health.startswith(self._dead_prefix()):
+                self._health = None
+        self._thread = threading.Thread(target=self._run, name="history-writer", daemon=True)
+        self._thread.start()
+        log.warning("history store %s: writer restarted (last error: %s)", self.path, self.last_writer_error)
+
+    def _dead_prefix(self) -> str:
+        return f"history store {self.path}: writer stopped: "
+
     def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as exc:  # recorded and visible: the thread ends, the watchdog restarts it
+            self.last_writer_error = f"{type(exc).__name__}: {exc}"
+            with self._lock:
+                self._health = self._dead_prefix() + self.last_writer_error
+            log.error("history store %s: writer stopped: %s", self.path, self.last_writer_error, exc_info=exc)
+
+    def _loop(self) -> None:
         next_retention = time.monotonic()
         next_retry = 0.0
         stopping = False
@@ -413,7 +523,7 @@ class HistoryStore:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            events: list[dict[str, Any]] = []
+            events, self._carry_events = self._carry_events, []
             alerts: list[dict[str, Any]] = []
             markers: list[_Flush] = []
             retention: list[_Retention] = []
@@ -434,10 +544,9 @@ class HistoryStore:
             try:
                 next_retry, next_retention = self._step(events, alerts, retention, markers, stopping, next_retry,
                                                         next_retention)
-            except Exception:  # never let the writer die: log, answer waiters, go on
-                log.exception("history store %s: writer step failed", self.path)
-                for req in retention:
-                    req.done.set()
+            except BaseException:
+                self._salvage(markers, retention)
+                raise
             ok = not self._pending_alerts
             for marker in markers:
                 marker.ok = ok
@@ -448,21 +557,40 @@ class HistoryStore:
                               len(self._pending_alerts), self._health)
                 return
 
+    def _salvage(self, markers: list[_Flush], retention: list[_Retention]) -> None:
+        """The round failed unexpectedly: keep what it had not committed, answer the waiters."""
+        self._carry_events = self._inflight_events + self._carry_events
+        self._pending_alerts = self._inflight_alerts + self._pending_alerts
+        self._inflight_events = []
+        self._inflight_alerts = []
+        self._isolate = True
+        for marker in markers:
+            marker.ok = False
+            marker.done.set()
+        for req in retention:
+            req.done.set()
+
     def _step(self, events: list[dict[str, Any]], alerts: list[dict[str, Any]], retention: list[_Retention],
               markers: list[_Flush], stopping: bool, next_retry: float, next_retention: float) -> tuple[float, float]:
         """One writer round: alerts (durable), events, retention. Returns the next retry and retention times."""
         now = time.monotonic()
-        if self._pending_alerts and (now >= next_retry or markers or stopping):
+        if self._pending_alerts and (now >= next_retry or markers or stopping or self._isolate):
             alerts = self._pending_alerts + alerts
             self._pending_alerts = []
         elif self._pending_alerts and alerts:
             self._keep_pending(alerts)  # disk still full: keep order, retry later
             alerts = []
-        if alerts:
-            if not self._write_alerts(alerts):
+        self._inflight_alerts = alerts
+        self._inflight_events = events
+        if self._isolate:
+            self._write_isolated(alerts, events)
+        else:
+            if alerts and not self._write_alerts(alerts):
                 next_retry = time.monotonic() + self._retry_interval
-        if events:
-            self._write_events(events)
+            self._inflight_alerts = []
+            if events:
+                self._write_events(events)
+            self._inflight_events = []
         for req in retention:
             req.deleted = self._retention()
             req.done.set()
@@ -471,6 +599,22 @@ class HistoryStore:
                 self._retention()
             next_retention = time.monotonic() + self._retention_interval
         return next_retry, next_retention
+
+    def _write_isolated(self, alerts: list[dict[str, Any]], events: list[dict[str, Any]]) -> None:
+        """After a crash: one object per transaction; one that raises unexpectedly is dropped, not fatal."""
+        self._isolate = False
+        for kind, objs, write in (("alert", alerts, self._write_alerts), ("event", events, self._write_events)):
+            for obj in list(objs):
+                try:
+                    write([obj])
+                except Exception as exc:
+                    with self._lock:
+                        self._dropped_invalid += 1
+                    log.error("history store %s: dropped an %s that crashed the writer: %s: %s", self.path,
+                              kind, type(exc).__name__, exc)
+                objs.pop(0)
+        self._inflight_alerts = []
+        self._inflight_events = []
 
     def _keep_pending(self, alerts: list[dict[str, Any]]) -> None:
         self._pending_alerts.extend(alerts)
@@ -481,6 +625,7 @@ class HistoryStore:
                 self._dropped_alerts += over
 
     def _txn(self, sync: str, body: Callable[[sqlite3.Connection], None]) -> float:
+        """Run body in one write transaction; returns its duration in seconds."""
         conn = self._wconn
         conn.execute(f"PRAGMA synchronous={sync}")
         t0 = time.perf_counter()
@@ -492,7 +637,21 @@ class HistoryStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
-        return (time.perf_counter() - t0) * 1000.0
+        return time.perf_counter() - t0
+
+    def _committed(self, kind: str, n: int, seconds: float) -> None:
+        with self._lock:
+            if kind == "alerts":
+                self._written_alerts += n
+            else:
+                self._written_events += n
+            self._last_latency_ms = seconds * 1000.0
+            self._latency[kind].observe(seconds)
+
+    def write_latency(self) -> dict[str, WriteLatency]:
+        """Commit latency histograms of the ``events`` and ``alerts`` transactions since the store opened."""
+        with self._lock:
+            return {kind: h.snapshot() for kind, h in self._latency.items()}
 
     def _failed(self, what: str, exc: BaseException) -> None:
         full = _is_disk_full(exc)
@@ -526,9 +685,7 @@ class HistoryStore:
             self._failed(f"{len(alerts)} alerts", exc)
             self._keep_pending(alerts)
             return False
-        with self._lock:
-            self._written_alerts += len(alerts)
-            self._last_latency_ms = latency
+        self._committed("alerts", len(alerts), latency)
         self._recovered()
         if self._on_alerts_committed is not None:
             try:
@@ -545,8 +702,13 @@ class HistoryStore:
             events = [obj for obj, _ in rows]
 
         def body(conn: sqlite3.Connection) -> None:
+            counts: Counter[tuple[int, int]] = Counter()
             for obj, text in rows:
-                _insert_event(conn, obj, text)
+                t, class_uid = _insert_event(conn, obj, text)
+                counts[(_minute(t), class_uid)] += 1
+            conn.executemany("INSERT INTO event_counts (minute, class_uid, n) VALUES (?, ?, ?) ON CONFLICT"
+                             " (minute, class_uid) DO UPDATE SET n = n + excluded.n",
+                             [(m, c, n) for (m, c), n in counts.items()])
 
         try:
             latency = self._txn("NORMAL", body)
@@ -555,9 +717,7 @@ class HistoryStore:
             with self._lock:
                 self._dropped_disk += len(events)
             return
-        with self._lock:
-            self._written_events += len(events)
-            self._last_latency_ms = latency
+        self._committed("events", len(events), latency)
         if not self._pending_alerts:
             self._recovered()
 
@@ -568,7 +728,7 @@ class HistoryStore:
             self._queue.put(marker, timeout=timeout)
         except queue.Full:
             return -1
-        return marker.deleted if marker.done.wait(timeout) else -1
+        return marker.deleted if self._wait(marker.done, timeout) else -1
 
     def _retention(self) -> int:
         deleted = 0
@@ -596,6 +756,7 @@ class HistoryStore:
             conn.execute(f"DELETE FROM alert_changes WHERE alert_uid IN ({uids})", (cutoff,))
             conn.execute("DELETE FROM alerts_fts WHERE rowid IN (SELECT id FROM alerts WHERE time < ?)", (cutoff,))
             deleted += conn.execute("DELETE FROM alerts WHERE time < ?", (cutoff,)).rowcount
+            _drop_empty_counts(conn)
 
         self._txn("NORMAL", body)
         if deleted:
@@ -638,6 +799,7 @@ class HistoryStore:
             self._txn("NORMAL", body)
             deleted += count
         if deleted:
+            self._txn("NORMAL", _drop_empty_counts)
             self._wconn.executescript("PRAGMA incremental_vacuum;")  # execute() would free one page only
             self._wconn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return deleted
@@ -708,6 +870,60 @@ class HistoryStore:
                                    " WHERE alert_uid = ? ORDER BY id", (uid,)).fetchall()
         return _alert_row(row, tuple(AlertChange(*c) for c in changes))
 
+    def overview(self, *, since: int, until: int, buckets: int = 24, top: int = 10) -> dict[str, Any]:
+        """Counts for the console's overview over ``[since, until)`` (epoch ms), from one snapshot.
+
+        ``alerts_over_time`` has ``ceil((until - since) / bucket_ms)`` (at most ``buckets``) buckets of
+        ``bucket_ms = ceil((until - since) / buckets)``, every one present (``by_severity`` empty when no
+        alert). Severity keys are the ``severity_id`` as a string ("0" when missing). ``alerts_by_status``
+        always has the three statuses. ``top_rules`` / ``top_processes`` (alerts by executable) and
+        ``events_by_class`` are sorted by count, largest first. Event counts come from the per-minute table
+        plus exact index counts for the partial minutes at both ends, so they stay fast on millions of events.
+        """
+        if since < 0 or until <= since:
+            raise ValueError(f"bad overview window [{since}, {until})")
+        if buckets < 1 or top < 0:
+            raise ValueError(f"bad overview buckets={buckets} top={top}")
+        bucket_ms = -(-(until - since) // buckets)
+        n_buckets = -(-(until - since) // bucket_ms)
+        window = (since, until)
+        over: list[dict[str, Any]] = [{"start": since + i * bucket_ms, "by_severity": {}} for i in range(n_buckets)]
+        by_severity: dict[str, int] = {}
+        by_status = {STATUS_NEW: 0, STATUS_ACKNOWLEDGED: 0, STATUS_RESOLVED: 0}
+        with self._reader() as conn:
+            conn.execute("BEGIN")  # one read snapshot for every count
+            try:
+                for b, sev, n in conn.execute(
+                        "SELECT (time - ?) / ?, coalesce(severity_id, 0), count(*) FROM alerts"
+                        " WHERE time >= ? AND time < ? GROUP BY 1, 2", (since, bucket_ms, *window)):
+                    over[b]["by_severity"][str(sev)] = n
+                    by_severity[str(sev)] = by_severity.get(str(sev), 0) + n
+                for status, n in conn.execute("SELECT status, count(*) FROM alerts WHERE time >= ? AND time < ?"
+                                              " GROUP BY status", window):
+                    by_status[status] = n
+                # a bare column next to max() comes from the row holding the max: the newest alert's title
+                top_rules = [{"rule": r, "title": t, "count": n} for r, t, _, n in conn.execute(
+                    "SELECT rule, title, max(time), count(*) AS n FROM alerts WHERE time >= ? AND time < ?"
+                    " GROUP BY rule ORDER BY n DESC, rule LIMIT ?", (*window, top))]
+                top_processes = [{"exe": e, "count": n} for e, n in conn.execute(
+                    "SELECT exe, count(*) AS n FROM alerts WHERE time >= ? AND time < ? AND exe IS NOT NULL"
+                    " GROUP BY exe ORDER BY n DESC, exe LIMIT ?", (*window, top))]
+                events = _events_by_class(conn, since, until)
+            finally:
+                conn.execute("COMMIT")
+        return {
+            "since": since,
+            "until": until,
+            "bucket_ms": bucket_ms,
+            "alerts_over_time": over,
+            "alerts_by_severity": by_severity,
+            "alerts_by_status": by_status,
+            "top_rules": top_rules,
+            "top_processes": top_processes,
+            "events_by_class": [{"class_uid": c, "count": n}
+                                for c, n in sorted(events.items(), key=lambda kv: (-kv[1], kv[0])) if n],
+        }
+
     def ack(self, uid: str, who: str, comment: str = "") -> StoredAlert:
         """Mark an alert acknowledged (OCSF status In Progress); committed durably before returning."""
         return self._set_status(uid, who, comment, "ack", STATUS_ACKNOWLEDGED)
@@ -716,8 +932,17 @@ class HistoryStore:
         """Mark an alert resolved; committed durably before returning."""
         return self._set_status(uid, who, comment, "resolve", STATUS_RESOLVED)
 
-    def _set_status(self, uid: str, who: str, comment: str, action: str, new: str) -> StoredAlert:
-        status_id, status_name = _OCSF_STATUS[new]
+    def comment(self, uid: str, who: str, comment: str) -> StoredAlert:
+        """Add a comment to an alert's history (status unchanged); committed durably before returning.
+
+        Raises ValueError for an empty comment and OutputError for an unknown alert.
+        """
+        if not comment.strip():
+            raise ValueError("empty comment")
+        return self._set_status(uid, who, comment, "comment", None)
+
+    def _set_status(self, uid: str, who: str, comment: str, action: str, new: str | None) -> StoredAlert:
+        """Record a change (new status, or None to keep it) in one durable transaction."""
         with self._reader() as conn:
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("BEGIN IMMEDIATE")
@@ -725,10 +950,15 @@ class HistoryStore:
                 row = conn.execute("SELECT status FROM alerts WHERE uid = ?", (uid,)).fetchone()
                 if row is None:
                     raise OutputError(f"history store {self.path}: no alert {uid!r}")
-                conn.execute("UPDATE alerts SET status = ?, obj = json_set(obj, '$.status_id', ?, '$.status', ?)"
-                             " WHERE uid = ?", (new, status_id, status_name, uid))
+                old = str(row[0])
+                if new is None:
+                    new = old
+                else:
+                    status_id, status_name = _OCSF_STATUS[new]
+                    conn.execute("UPDATE alerts SET status = ?, obj = json_set(obj, '$.status_id', ?, '$.status',"
+                                 " ?) WHERE uid = ?", (new, status_id, status_name, uid))
                 conn.execute("INSERT INTO alert_changes (alert_uid, time, who, action, old_status, new_status,"
-                             " comment) VALUES (?, ?, ?, ?, ?, ?, ?)", (uid, _now_ms(), who, action, row[0], new,
+                             " comment) VALUES (?, ?, ?, ?, ?, ?, ?)", (uid, _now_ms(), who, action, old, new,
                                                                        comment))
                 conn.execute("COMMIT")
             except BaseException:
@@ -786,17 +1016,53 @@ def _serialise(objs: list[dict[str, Any]]) -> tuple[list[tuple[dict[str, Any], s
     return out, bad
 
 
-def _insert_event(conn: sqlite3.Connection, obj: dict[str, Any], text: str) -> None:
+def _drop_empty_counts(conn: sqlite3.Connection) -> None:
+    conn.execute("DELETE FROM event_counts WHERE n <= 0")
+
+
+def _events_by_class(conn: sqlite3.Connection, since: int, until: int) -> Counter[int]:
+    """Events per class in [since, until): whole minutes from event_counts, the partial ends counted exactly."""
+    counts: Counter[int] = Counter()
+    first = -(-since // MINUTE_MS)  # first whole minute
+    end = until // MINUTE_MS  # whole minutes are [first, end)
+    if first < end:
+        for class_uid, n in conn.execute("SELECT class_uid, sum(n) FROM event_counts WHERE minute >= ? AND minute < ?"
+                                         " GROUP BY class_uid", (first, end)):
+            counts[class_uid] += n
+        edges = [(since, first * MINUTE_MS), (end * MINUTE_MS, until)]
+    else:
+        edges = [(since, until)]
+    for lo, hi in edges:
+        if lo >= hi:
+            continue
+        classes = [r[0] for r in conn.execute("SELECT DISTINCT class_uid FROM event_counts WHERE minute >= ?"
+                                              " AND minute <= ? AND n > 0", (_minute(lo), _minute(hi - 1)))]
+        for class_uid in classes:
+            counts[class_uid] += conn.execute("SELECT count(*) FROM events WHERE class_uid = ? AND time >= ?"
+                                              " AND time < ?", (class_uid, lo, hi)).fetchone()[0]
+    return counts
+
+
+def _minute(t: int) -> int:
+    """``t / 60000`` as SQLite computes it (truncated toward zero), the key of ``event_counts``."""
+    return t // MINUTE_MS if t >= 0 else -(-t // MINUTE_MS)
+
+
+def _insert_event(conn: sqlite3.Connection, obj: dict[str, Any], text: str) -> tuple[int, int]:
+    """Insert one event (and its full-text row); returns the stored (time, class_uid)."""
     proc = _get(obj, "actor", "process")
+    t = _as_int(obj.get("time")) or 0
+    class_uid = _as_int(obj.get("class_uid")) or 0
     cur = conn.execute(
         "INSERT INTO events (time, class_uid, kind, pid, exec_id, exe, user, obj) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (_as_int(obj.get("time")) or 0, _as_int(obj.get("class_uid")) or 0,
+        (t, class_uid,
          _as_str(_get(obj, "unmapped", "event")) or _as_str(_get(obj, "metadata", "event_code")),
          _as_int(_get(proc, "pid")), _as_str(_get(proc, "uid")), _exe(proc), _user(obj),
          text))
     cmd, paths = _texts(obj)
     if cmd or paths:
         conn.execute("INSERT INTO events_fts (rowid, cmd_line, path) VALUES (?, ?, ?)", (cur.lastrowid, cmd, paths))
+    return t, class_uid
 
 
 def _insert_alert(conn: sqlite3.Connection, obj: dict[str, Any], text: str) -> None:
