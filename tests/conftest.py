@@ -13,7 +13,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,12 +32,26 @@ Obj = dict[str, Any]
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # Every agent and CLI started by a test keeps its state (history, tokens, rule switches) here, never in
+    # /var/lib/sentinel-edge; start_agent gives each agent a directory of its own on top of that.
+    if "SENTINEL_EDGE_STATE_DIR" not in os.environ:
+        os.environ["SENTINEL_EDGE_STATE_DIR"] = tempfile.mkdtemp(prefix="sentinel-edge-test-state-")
+        config.stash[_STATE_KEY] = os.environ["SENTINEL_EDGE_STATE_DIR"]
     # A fresh machine may not have tracefs mounted yet; the agent mounts it on
     # start, but tests also look at it before any agent runs.
     if os.geteuid() == 0:
         from sentinel_edge.loader.probes import find_tracefs
 
         find_tracefs(mount_if_missing=True)
+
+
+_STATE_KEY = pytest.StashKey[str]()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    made = config.stash.get(_STATE_KEY, None)
+    if made:
+        shutil.rmtree(made, ignore_errors=True)
 
 
 DEFAULT_PIN_ROOT = Path("/sys/fs/bpf/sentinel-edge/enforce")
@@ -126,8 +143,9 @@ class AgentHandle:
     """A running agent and the OCSF objects it has written so far."""
 
     def __init__(self, proc: subprocess.Popen[bytes], out: Path, status: Path, log: Path,
-                 alerts: Path | None = None) -> None:
+                 alerts: Path | None = None, state_dir: Path | None = None) -> None:
         self.proc = proc
+        self.state_dir = state_dir
         self.out = out
         self.status_file = status
         self.log = log
@@ -218,6 +236,37 @@ class AgentHandle:
     def status(self) -> Obj:
         data: Obj = json.loads(self.status_file.read_text())
         return data
+
+    # -- the console / REST API (docs/api.md) ------------------------------------
+
+    @property
+    def api_url(self) -> str:
+        """Base URL of the agent's API (it listens on a free loopback port in tests)."""
+        url: str = self.status()["api"]["url"]
+        return url
+
+    @property
+    def admin_token(self) -> str:
+        assert self.state_dir is not None
+        return (self.state_dir / "admin-token").read_text().strip()
+
+    def api(self, method: str, path: str, body: Obj | None = None, token: str | None = None,
+            timeout: float = 30) -> tuple[int, Any]:
+        """One API call: (HTTP status, decoded JSON answer or text)."""
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.api_url + path, data=data, method=method)
+        req.add_header("Authorization", f"Bearer {token or self.admin_token}")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                code, raw = resp.status, resp.read()
+        except urllib.error.HTTPError as exc:
+            code, raw = exc.code, exc.read()
+        try:
+            return code, json.loads(raw)
+        except ValueError:
+            return code, raw.decode(errors="replace")
 
 
 @dataclass
@@ -317,7 +366,15 @@ def start_agent(tmp: Path, config_text: str | None = None, extra: list[str] | No
         cfg = tmp / "config.yaml"
         cfg.write_text(config_text)
         cmd += ["--config", str(cfg)]
-    cmd += extra or []
+    extra = list(extra or [])
+    state_dir = tmp / "state"
+    if "--state-dir" not in extra:
+        extra += ["--state-dir", str(state_dir)]
+    else:
+        state_dir = Path(extra[extra.index("--state-dir") + 1])
+    if "--api-listen" not in extra and "--no-api" not in extra:
+        extra += ["--api-listen", "127.0.0.1:0"]  # a free port: several agents may run at once
+    cmd += extra
     logf = log.open("wb")
     proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, cwd=str(tmp))
     deadline = time.monotonic() + 60
@@ -328,7 +385,7 @@ def start_agent(tmp: Path, config_text: str | None = None, extra: list[str] | No
             proc.kill()
             raise RuntimeError(f"agent not ready after 60 s:\n{log.read_text()[-5000:]}")
         time.sleep(0.05)
-    return AgentHandle(proc, out, status, log, alerts_file)
+    return AgentHandle(proc, out, status, log, alerts_file, state_dir)
 
 
 def stop_agent(handle: AgentHandle, timeout: float = 30, read_output: bool = True) -> int:

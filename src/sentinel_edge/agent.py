@@ -15,13 +15,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sentinel_edge import config
 from sentinel_edge.config import AgentConfig
 from sentinel_edge.detection import DetectionStage
 from sentinel_edge.enforce.model import Enforcement
@@ -36,6 +39,10 @@ from sentinel_edge.output.ocsf import to_ocsf
 from sentinel_edge.output.sinks import Sink
 from sentinel_edge.rules.model import Alert
 from sentinel_edge.wire import Decoder
+
+if TYPE_CHECKING:
+    from sentinel_edge.history.store import HistoryStore
+    from sentinel_edge.web.live import LiveHub
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +66,7 @@ class Counters:
     output_errors: int = 0
     queue_dropped: int = 0
     by_kind: dict[str, int] = field(default_factory=dict)
+    by_class: dict[tuple[str, str], int] = field(default_factory=dict)  # (OCSF class name, kind) of mapped events
 
     @property
     def user_dropped(self) -> int:
@@ -70,11 +78,25 @@ class Agent:
 
     def __init__(self, cfg: AgentConfig, sink: Sink, *, obj_path: str | None = None,
                  status_path: Path | None = None, detection: DetectionStage | None = None,
-                 enforcement: EnforcementStage | None = None) -> None:
+                 enforcement: EnforcementStage | None = None, history: HistoryStore | None = None,
+                 hub: LiveHub | None = None,
+                 make_enforcement: Callable[[], EnforcementStage] | None = None) -> None:
         self.cfg = cfg
         self.sink = sink
         self.detection = detection
         self.enforcement = enforcement
+        self.history = history
+        self.hub = hub
+        self.make_enforcement = make_enforcement  # policies applied at run time (API) with none at start
+        # work from other threads (API), run on the pipeline thread between two rounds
+        self._calls: queue.SimpleQueue[tuple[Callable[[Agent], Any], Future[Any]]] = queue.SimpleQueue()
+        # health messages from other threads (the watchdog), written as health events by the pipeline
+        self.health_notes: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self.last_status: dict[str, Any] = {}
+        self.status_extra: Callable[[], dict[str, Any]] | None = None  # API, workers (set by the run command)
+        self.loop_at = 0.0  # monotonic time of the last pipeline round (/healthz)
+        self._rate_mark: tuple[float, int, int] = (time.monotonic(), 0, 0)  # (t, decoded, alerts) of last sample
+        self.rates: dict[str, float] = {"events_per_s": 0.0, "alerts_per_s": 0.0}
         self.obj_path = obj_path
         self.status_path = status_path or STATUS_DIR / "status.json"
         self.host = host_info()
@@ -132,6 +154,8 @@ class Agent:
         interval = self.cfg.drain_interval_ms / 1000
         next_stats = time.monotonic() + self.cfg.stats_interval_s
         while not stop.is_set() and not self.output_closed:
+            self.loop_at = time.monotonic()
+            self._run_calls()
             n = self.step()
             if self.detection is not None:
                 self.detection.tick(boot_ns())
@@ -148,8 +172,92 @@ class Agent:
                     break
                 stop.wait(interval)
 
+    # -- calls from other threads -----------------------------------------------------
+
+    def submit(self, fn: Callable[[Agent], Any]) -> Future[Any]:
+        """Run ``fn(agent)`` on the pipeline thread between two rounds (thread-safe)."""
+        fut: Future[Any] = Future()
+        self._calls.put((fn, fut))
+        return fut
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                fn, fut = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(self))
+            except BaseException as exc:  # handed to the caller
+                fut.set_exception(exc)
+        while True:
+            try:
+                note = self.health_notes.get_nowait()
+            except queue.Empty:
+                break
+            self._health("watchdog", note)
+            self._flush()
+
+    def queue_depth(self) -> int:
+        return len(self._held)
+
+    @property
+    def last_kernel(self) -> dict[str, dict[str, int]]:
+        return self._last_kernel
+
+    # policies at run time (API): on the pipeline thread through submit()
+
+    def _policy_stage(self) -> EnforcementStage | None:
+        if self.enforcement is None and self.make_enforcement is not None:
+            stage = self.make_enforcement()
+            found = stage.start(os.getpid())
+            self.enforcement = stage
+            self._enforced(found)
+        return self.enforcement
+
+    def reload_policies(self) -> bool:
+        """Apply the policy directory now; True when the new set is in force."""
+        stage = self._policy_stage()
+        return stage.reload() if stage is not None else False
+
+    def set_armed(self, armed: bool) -> bool:
+        """The kill switch; installs the (empty) kernel enforcement when there is none yet."""
+        stage = self._policy_stage()
+        if stage is None:
+            raise SentinelEdgeError("enforcement is not available in this agent")
+        stage._ensure_kernel(os.getpid())
+        stage.kernel.set_armed(armed)
+        log.warning("enforcement %s through the API", "ARMED" if armed else "DISARMED")
+        return bool(stage.kernel.read_state().armed)
+
+    def policies_view(self) -> dict[str, Any]:
+        stage = self.enforcement
+        pdir = config.policy_dir(self.cfg)
+        out: dict[str, Any] = {"enabled": stage is not None, "armed": None, "directory": str(pdir), "items": [],
+                               "problems": []}
+        if stage is None:
+            return out
+        for p in stage.policies.policies:
+            out["items"].append({"id": p.id, "name": Path(p.file).stem, "file": p.file, "kind": p.kind,
+                                 "mode": str(p.mode), "description": p.description})
+        out["problems"] = list(stage.problems)
+        if stage.kernel._fds:
+            try:
+                out["armed"] = bool(stage.kernel.read_state().armed)
+            except SentinelEdgeError:
+                pass
+        return out
+
     def close(self) -> None:
         """Detach programs, flush everything, write the final status."""
+        while True:  # nothing waits forever on a call the pipeline will not run any more
+            try:
+                _fn, fut = self._calls.get_nowait()
+            except queue.Empty:
+                break
+            fut.cancel()
         try:
             if self.session is not None:
                 for _ in range(8):  # bounded: a busy host keeps producing until detach
@@ -267,8 +375,7 @@ class Agent:
                     ev.proc["start_ns"] = exact
             if ev.proc.get("pid"):
                 self.enricher.enrich(ev)
-            if self.cfg.output.events:
-                self._write(ev)
+            self._write(ev)
             self.counters.by_kind[ev.kind] = self.counters.by_kind.get(ev.kind, 0) + 1
             if self.detection is None or self.enforcement is None:
                 continue
@@ -307,10 +414,11 @@ class Agent:
     def _process(self, events: list[Event]) -> None:
         by_kind = self.counters.by_kind
         detect = self.detection.process if self.detection is not None else None
-        write_events = self.cfg.output.events
+        hub = self.hub
+        keep = self.cfg.output.events or (self.history is not None and self.cfg.history.events)
         for i, ev in enumerate(events, 1):
             self.enricher.enrich(ev)
-            if write_events:
+            if keep or (hub is not None and hub.active):
                 self._write(ev)
             if detect is not None:
                 detect(ev)
@@ -319,8 +427,17 @@ class Agent:
                 self._flush()
 
     def _write(self, ev: Event) -> None:
+        """Map one event to OCSF once; write it out, keep it in the history, show it on the live stream."""
         try:
-            self.sink.write(to_ocsf(ev, self.host))
+            obj = to_ocsf(ev, self.host)
+            key = (str(obj.get("class_name", "")), ev.kind)
+            self.counters.by_class[key] = self.counters.by_class.get(key, 0) + 1
+            if self.history is not None and (self.cfg.history.events or ev.kind == KIND_HEALTH):
+                self.history.add_event(obj)
+            if self.hub is not None:
+                self.hub.publish("event", obj)
+            if self.cfg.output.events or ev.kind == KIND_HEALTH:
+                self.sink.write(obj)
         except OutputError as exc:
             self.counters.output_errors += 1
             if self.counters.output_errors <= 10:
@@ -370,6 +487,13 @@ class Agent:
         user_grew = self.counters.user_dropped - self._last_user_dropped
         self._last_kernel = kernel
         self._last_user_dropped = self.counters.user_dropped
+        now = time.monotonic()
+        t0, d0, a0 = self._rate_mark
+        raised = self.detection.alerts_raised if self.detection is not None else 0
+        if now - t0 >= 0.5:
+            self.rates = {"events_per_s": round((self.counters.decoded - d0) / (now - t0), 1),
+                          "alerts_per_s": round((raised - a0) / (now - t0), 2)}
+            self._rate_mark = (now, self.counters.decoded, raised)
         lost = {s: n for s, n in grew.items() if n > 0}
         if lost or user_grew > 0:
             msg = "events lost: " + ", ".join(
@@ -396,12 +520,22 @@ class Agent:
             "processes_tracked": len(self.enricher),
             "detection": self.detection.status() if self.detection is not None else None,
             "enforcement": self.enforcement.status() if self.enforcement is not None else None,
+            "rates": dict(self.rates),
+            "queue_depth": len(self._held),
             **self._totals(),
         }
 
     def _write_status(self, running: bool) -> None:
         data = self.status()
         data["running"] = running
+        if self.history is not None:
+            data["history"] = self.history.stats()
+        if self.status_extra is not None:
+            try:
+                data.update(self.status_extra())
+            except Exception as exc:  # status must never stop the pipeline
+                log.warning("status: %r", exc)
+        self.last_status = data
         try:
             self.status_path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.status_path.with_suffix(".tmp")

@@ -20,7 +20,14 @@ if TYPE_CHECKING:
 from sentinel_edge.enforce.cli import add_policy_parser
 from sentinel_edge.enforce.quarantine_cli import add_quarantine_parser
 from sentinel_edge.errors import SentinelEdgeError
+from sentinel_edge.history.cli import add_history_parsers
 from sentinel_edge.rules.cli import add_rules_parser
+from sentinel_edge.web.cli import add_token_parsers
+
+if TYPE_CHECKING:
+    from sentinel_edge.agent import Agent
+    from sentinel_edge.history.store import HistoryStore
+    from sentinel_edge.web.backend import Backend
 
 log = logging.getLogger("sentinel_edge")
 
@@ -46,13 +53,36 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg.rules.record_all = True
     if args.alerts_file is not None:
         cfg.alerts.file = args.alerts_file
+    if args.state_dir is not None:
+        cfg.state_dir = str(Path(args.state_dir).absolute())
+    if args.api_listen is not None:
+        cfg.api.listen = args.api_listen
+    if args.no_api:
+        cfg.api.enabled = False
+    if args.no_history:
+        cfg.history.enabled = False
     config.validate(cfg, args.config or "defaults")
     probes.require_root()
-    detection = _detection(cfg)
-    sink = Sink(cfg.output.path, cfg.output.format)
-    enforcement = _enforcement(cfg)
+    from sentinel_edge.web.backend import Backend, HistoryAlertSink
+    from sentinel_edge.web.live import LiveHub
+
+    hub = LiveHub(cfg.api.stream_max_rate)
+    store = _history(cfg)
+    backend = Backend(cfg, store=store, auth=None, hub=hub)
+    try:
+        detection = _detection(cfg, extra_sinks=[HistoryAlertSink(store, hub)])
+        sink = Sink(cfg.output.path, cfg.output.format)
+        enforcement = _enforcement(cfg)
+    except BaseException:
+        if store is not None:
+            store.close()
+        raise
     agent = Agent(cfg, sink, status_path=Path(args.status_file) if args.status_file else None,
-                  detection=detection, enforcement=enforcement)
+                  detection=detection, enforcement=enforcement, history=store, hub=hub,
+                  make_enforcement=lambda: _enforcement(cfg, always=True))  # type: ignore[arg-type,return-value]
+    backend.agent = agent
+    backend.on_note = agent.health_notes.put
+    agent.status_extra = backend.extra_status
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
@@ -73,22 +103,76 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         report = agent.start()
         attached = len(report.attached())
+        _services(cfg, agent, backend, store)
         log.info("SentinelEdge %s running: %d programs attached, writing %s to %s", __version__, attached,
                  cfg.output.format, cfg.output.path or "stdout")
+        agent._write_status(running=True)  # with the API address, before anyone waits on ready
         if args.ready_file:
             Path(args.ready_file).write_text(str(attached))
         agent.run(stop)
     finally:
-        agent.close()
+        try:
+            agent.close()
+        finally:
+            backend.close()
+            if store is not None:
+                store.close()
     return 0
 
 
-def _enforcement(cfg: config.AgentConfig) -> EnforcementStage | None:
+def _history(cfg: config.AgentConfig) -> HistoryStore | None:
+    if not cfg.history.enabled:
+        return None
+    from sentinel_edge.history.store import HistoryStore
+
+    path = Path(cfg.history.path or Path(cfg.state_dir) / "history.db")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise SentinelEdgeError(f"history: cannot create {path.parent}: {exc.strerror}") from exc
+    store = HistoryStore(path, retention_days=cfg.history.retention_days or None,
+                         max_bytes=cfg.history.max_mb * 1024 * 1024)
+    log.info("history kept in %s (%s days, at most %d MB)", path, cfg.history.retention_days or "no limit in",
+             cfg.history.max_mb)
+    return store
+
+
+def _services(cfg: config.AgentConfig, agent: Agent, backend: Backend, store: HistoryStore | None) -> None:
+    """The API server, its tokens, and the watchdog of the internal workers (after the sensors are up)."""
+    from sentinel_edge.alerts.sinks import QueuedSink
+    from sentinel_edge.web.app import create_app
+    from sentinel_edge.web.auth import AuthStore, ensure_admin_token
+    from sentinel_edge.web.server import ApiServer
+
+    if store is not None and hasattr(store, "writer_alive"):
+        backend.watch("history-writer", store.writer_alive, store.restart_writer)
+    if agent.detection is not None:
+        for s in getattr(agent.detection.alerts, "sinks", []):
+            if isinstance(s, QueuedSink):
+                backend.watch(f"alert-sink-{s.name}", s.alive, s.restart)
+    if cfg.api.enabled:
+        try:
+            backend.auth = AuthStore(Path(cfg.state_dir) / "auth.db")
+            first = ensure_admin_token(backend.auth, Path(cfg.state_dir))
+            if first is not None:
+                log.warning("first start: an admin token for the console and the API is in %s "
+                            "(more tokens: sentinel-edge token create)", first)
+            server = ApiServer(create_app(backend), cfg.api)
+            server.start()
+            backend.server = server
+            backend.watch("api-server", server.alive, server.restart)
+        except SentinelEdgeError as exc:
+            log.error("the console and API are not available: %s", exc)
+            agent.health_notes.put(f"the console and API are not available: {exc}")
+    backend.start_watchdog()
+
+
+def _enforcement(cfg: config.AgentConfig, always: bool = False) -> EnforcementStage | None:
     """The enforcement stage when policies are configured or enforcement is pinned from an earlier run."""
     from sentinel_edge.enforce.stage import EnforcementStage
 
     e = cfg.enforce
-    if not e.policies and not Path(e.pin_root, "maps", "se_enf_state").exists():
+    if not always and not e.policies and not Path(e.pin_root, "maps", "se_enf_state").exists():
         return None
     stage = EnforcementStage(e.policies, pin_root=e.pin_root, watch=e.watch, fanotify=e.fanotify,
                              safe_executables=e.safe_executables)
@@ -96,9 +180,10 @@ def _enforcement(cfg: config.AgentConfig) -> EnforcementStage | None:
     return stage
 
 
-def _detection(cfg: config.AgentConfig) -> DetectionStage:
+def _detection(cfg: config.AgentConfig, extra_sinks: list[Any] | None = None) -> DetectionStage:
     """Load and compile the rules (any error is fatal at start), open the alert outputs, narrow the sensors."""
     from sentinel_edge.alerts import AlertOutput
+    from sentinel_edge.detection import RuleToggles
     from sentinel_edge.enrich.host import host_info
 
     source = RuleSource(cfg.rules.paths, cfg.rules.sigma, default=cfg.rules.default,
@@ -120,7 +205,11 @@ def _detection(cfg: config.AgentConfig) -> DetectionStage:
             a.file = cfg.output.path
         log.info("alerts are written with the events to %s (--alerts-file or the alerts: section sends them "
                  "elsewhere)", cfg.output.path or "stdout")
-    detection = DetectionStage(source, loaded, AlertOutput(a, host_info()), watch=cfg.rules.watch)
+    toggles = RuleToggles(Path(cfg.state_dir) / "rules-state.json")
+    if toggles.disabled:
+        log.info("rules switched off through the API: %s", ", ".join(sorted(toggles.disabled)))
+    detection = DetectionStage(source, loaded, AlertOutput(a, host_info(), sinks=extra_sinks or ()),
+                               watch=cfg.rules.watch, toggles=toggles)
     if loaded.rules and not cfg.rules.record_all:
         needed = detection.engine.sensors_needed()
         for name in ("file", "net", "priv", "mem"):
@@ -215,6 +304,12 @@ def build_parser() -> argparse.ArgumentParser:
                      help="attach every sensor, also those no loaded rule needs")
     run.add_argument("--alerts-file", metavar="PATH",
                      help="append alerts (OCSF Detection Findings, JSON lines) to PATH, flushed per alert")
+    run.add_argument("--state-dir", metavar="DIR",
+                     help="history, API tokens and rule switches (state_dir; default /var/lib/sentinel-edge)")
+    run.add_argument("--api-listen", metavar="HOST:PORT",
+                     help="console and API address (api.listen; default 127.0.0.1:8080; port 0 = any free port)")
+    run.add_argument("--no-api", action="store_true", help="no console, REST API or /metrics (api.enabled: false)")
+    run.add_argument("--no-history", action="store_true", help="keep no history (history.enabled: false)")
     run.set_defaults(fn=_cmd_run)
 
     st = sub.add_parser("status", help="show the running agent's programs and loss counters")
@@ -223,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     st.set_defaults(fn=_cmd_status)
 
     add_rules_parser(sub)
+    add_history_parsers(sub)
+    add_token_parsers(sub)
     add_policy_parser(sub)
     add_quarantine_parser(sub)
 

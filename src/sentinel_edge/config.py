@@ -87,6 +87,16 @@ class RulesConfig:
     state_max_keys: int = 10_000  # open sequences / threshold counters per stateful rule (oldest evicted)
 
 
+DEFAULT_POLICY_DIR = "/etc/sentinel-edge/policies"
+
+
+def default_state_dir() -> str:
+    """``SENTINEL_EDGE_STATE_DIR`` when set (tests, several agents on one host), else /var/lib/sentinel-edge."""
+    import os
+
+    return os.environ.get("SENTINEL_EDGE_STATE_DIR") or "/var/lib/sentinel-edge"
+
+
 @dataclass(slots=True)
 class EnforceConfig:
     # policy files or directories (docs/policies.md); a missing directory holds none until it is created
@@ -113,6 +123,30 @@ class ResponseSettings:
 
 
 @dataclass(slots=True)
+class HistoryConfig:
+    """The embedded event and alert history (docs/history.md)."""
+
+    enabled: bool = True
+    path: str | None = None  # None: <state_dir>/history.db
+    events: bool = True  # store every event (false: alerts only)
+    retention_days: float = 30.0  # 0 = keep forever (still bounded by max_mb)
+    max_mb: int = 2048  # space used in the file; oldest events removed first
+
+
+@dataclass(slots=True)
+class ApiConfig:
+    """REST API, web console, /metrics and health on one port (docs/api.md)."""
+
+    enabled: bool = True
+    listen: str = "127.0.0.1:8080"  # host:port ([v6]:port); port 0 = any free port
+    tls_cert: str | None = None  # required when listen is not a loopback address
+    tls_key: str | None = None
+    allowed_hosts: list[str] = field(default_factory=list)  # Host header names beside the listen address
+    metrics_auth: bool = True  # /metrics needs a token with the read permission
+    stream_max_rate: int = 200  # live stream events per second per subscriber (beyond: sampled)
+
+
+@dataclass(slots=True)
 class AgentConfig:
     sensors: SensorsConfig = field(default_factory=SensorsConfig)
     file: FileConfig = field(default_factory=FileConfig)
@@ -125,6 +159,10 @@ class AgentConfig:
     alerts: AlertsConfig = field(default_factory=AlertsConfig)  # validated by alerts.config
     enforce: EnforceConfig = field(default_factory=EnforceConfig)
     response: ResponseSettings = field(default_factory=ResponseSettings)
+    history: HistoryConfig = field(default_factory=HistoryConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    # history.db, auth.db (API tokens, audit log), rules-state.json, admin-token
+    state_dir: str = field(default_factory=lambda: default_state_dir())
     drain_interval_ms: int = 10  # how often the rings are drained when idle
     stats_interval_s: float = 1.0  # how often loss counters are read
     queue_max: int = 200_000  # decoded events held in user space before drops are counted
@@ -240,8 +278,58 @@ def validate(cfg: AgentConfig, where: str = "config") -> AgentConfig:
         raise bad("response.max_blocked", cfg.response.max_blocked, "must be >= 1")
     if cfg.response.default_ttl_s < 1:
         raise bad("response.default_ttl_s", cfg.response.default_ttl_s, "must be >= 1")
+    if not cfg.state_dir.startswith("/"):
+        raise bad("state_dir", cfg.state_dir, "must be an absolute path")
+    if cfg.history.retention_days < 0:
+        raise bad("history.retention_days", cfg.history.retention_days, "must be >= 0 (0 = no age limit)")
+    if cfg.history.max_mb < 16:
+        raise bad("history.max_mb", cfg.history.max_mb, "must be >= 16")
+    try:
+        host, _port = split_listen(cfg.api.listen)
+    except ValueError as exc:
+        raise bad("api.listen", cfg.api.listen, str(exc)) from None
+    if (cfg.api.tls_cert is None) != (cfg.api.tls_key is None):
+        raise bad("api.tls_cert", cfg.api.tls_cert, "and api.tls_key must be given together")
+    if cfg.api.enabled and not is_loopback(host) and cfg.api.tls_cert is None:
+        raise bad("api.listen", cfg.api.listen,
+                  "is not a loopback address: listening there needs TLS (set api.tls_cert and api.tls_key)")
+    if cfg.api.stream_max_rate < 1:
+        raise bad("api.stream_max_rate", cfg.api.stream_max_rate, "must be >= 1")
     validate_alerts(cfg.alerts, where)
     return cfg
+
+
+def policy_dir(cfg: AgentConfig) -> Path:
+    """Where policy files are added (API, ``policy apply``): the first directory in enforce.policies."""
+    for p in cfg.enforce.policies:
+        if not p.endswith((".yaml", ".yml")):
+            return Path(p)
+    return Path(DEFAULT_POLICY_DIR)
+
+
+def split_listen(listen: str) -> tuple[str, int]:
+    """``host:port`` or ``[v6]:port`` -> (host, port)."""
+    host, sep, port = listen.rpartition(":")
+    if not sep or not host:
+        raise ValueError("must be host:port (or [ipv6]:port)")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError("an IPv6 address must be in brackets: [::1]:8080")
+    if not port.isdigit() or int(port) > 65535:
+        raise ValueError("port must be a number between 0 and 65535")
+    return host, int(port)
+
+
+def is_loopback(host: str) -> bool:
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load(path: str | Path | None) -> AgentConfig:

@@ -13,7 +13,10 @@ reload.
 
 from __future__ import annotations
 
+import bisect
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +34,35 @@ log = logging.getLogger(__name__)
 WATCH_INTERVAL_S = 1.0
 # expire correlation state this often (event-time clock)
 EXPIRE_INTERVAL_S = 1.0
+#: upper bounds (seconds) of the rule evaluation time histogram (per event, all candidate rules)
+EVAL_BUCKETS = (1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 5e-3, 0.01, 0.1)
+_EVAL_BOUNDS_NS = tuple(int(b * 1e9) for b in EVAL_BUCKETS)
+
+
+class RuleToggles:
+    """Rules switched off at run time (API or console), kept across restarts in a JSON file."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self.disabled: set[str] = set()
+        if path is not None and path.exists():
+            try:
+                data = json.loads(path.read_text())
+                self.disabled = {str(x) for x in data.get("disabled", [])}
+            except (OSError, ValueError, AttributeError) as exc:
+                raise RuleError(f"{path}: cannot read the rule switches: {exc}") from exc
+
+    def set(self, rule_id: str, enabled: bool) -> None:
+        (self.disabled.discard if enabled else self.disabled.add)(rule_id)
+        if self.path is None:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"disabled": sorted(self.disabled)}, indent=1))
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise RuleError(f"{self.path}: cannot save the rule switches: {exc}") from exc
 
 
 class AlertSink(Protocol):
@@ -91,16 +123,25 @@ def _mtimes(files: Sequence[Path], dirs: Sequence[Path]) -> dict[str, float]:
 class DetectionStage:
     """Owns the engine and the alert output; not thread-safe except request_reload()."""
 
-    def __init__(self, source: RuleSource, loaded: LoadedRules, alerts: AlertSink, *, watch: bool = True) -> None:
+    def __init__(self, source: RuleSource, loaded: LoadedRules, alerts: AlertSink, *, watch: bool = True,
+                 toggles: RuleToggles | None = None) -> None:
         self.source = source
         self.watch = watch
-        self.engine = Engine(loaded.rules)
+        self.toggles = toggles or RuleToggles(None)
+        self.all_rules = list(loaded.rules)
+        self.engine = Engine(self._enabled(self.all_rules))
         self.alerts = alerts
         self.skipped = list(loaded.skipped)
         self.reloads = 0
         self.reload_failures = 0
         self.alerts_raised = 0
         self.emit_errors = 0
+        self.last_reload_error: str | None = None
+        # rule evaluation time per event: bucket counts (last = +Inf), sum in ns
+        self.eval_counts = [0] * (len(EVAL_BUCKETS) + 1)
+        self.eval_sum_ns = 0
+        # alerts raised by (severity, rule id)
+        self.alerts_by: dict[tuple[str, str], int] = {}
         self._reload_wanted = threading.Event()
         self._pending: LoadedRules | RuleError | None = None
         self._loader: threading.Thread | None = None
@@ -114,13 +155,35 @@ class DetectionStage:
 
     # -- per event ------------------------------------------------------------------
 
+    def _enabled(self, rules: list[Any]) -> list[Any]:
+        off = self.toggles.disabled
+        return [r for r in rules if r.meta.id not in off] if off else list(rules)
+
     def process(self, ev: Event) -> None:
-        for alert in self.engine.evaluate(ev):
+        t0 = time.perf_counter_ns()
+        alerts = self.engine.evaluate(ev)
+        dt = time.perf_counter_ns() - t0
+        self.eval_counts[bisect.bisect_left(_EVAL_BOUNDS_NS, dt)] += 1
+        self.eval_sum_ns += dt
+        for alert in alerts:
             self.emit(alert)
+
+    def set_enabled(self, rule_id: str, enabled: bool) -> bool:
+        """Switch one loaded rule on or off (pipeline thread); False when no such rule is loaded."""
+        if not any(r.meta.id == rule_id for r in self.all_rules):
+            return False
+        if (rule_id not in self.toggles.disabled) == enabled:
+            return True
+        self.toggles.set(rule_id, enabled)
+        self.engine = Engine(self._enabled(self.all_rules))
+        log.info("rule %s %s (correlation state starts afresh)", rule_id, "enabled" if enabled else "disabled")
+        return True
 
     def emit(self, alert: Alert) -> None:
         """Write one alert (a rule's, or an enforcement decision's); run the rule's response actions."""
         self.alerts_raised += 1
+        key = (alert.rule.severity, alert.rule.id)
+        self.alerts_by[key] = self.alerts_by.get(key, 0) + 1
         try:
             self.alerts.emit(alert)
         except SentinelEdgeError as exc:  # outputs count their own failures; never stop detection
@@ -170,13 +233,16 @@ class DetectionStage:
     def _swap(self) -> None:
         pending, self._pending = self._pending, None
         if isinstance(pending, RuleError):
+            self.last_reload_error = str(pending)
             self.reload_failures += 1
             log.error("rule reload rejected, the previous %d rules stay active: %s", len(self.engine), pending)
             return
         if pending is None:
             return
         old = len(self.engine)
-        self.engine = Engine(pending.rules)
+        self.all_rules = list(pending.rules)
+        self.last_reload_error = None
+        self.engine = Engine(self._enabled(self.all_rules))
         self.skipped = list(pending.skipped)
         self.reloads += 1
         log.info("rules reloaded: %d rules active (were %d)", len(self.engine), old)

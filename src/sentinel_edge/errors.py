@@ -9,7 +9,8 @@
     ├── OutputError          writing events or alerts failed (names the sink and path)
     ├── RuleError            a rule file, rule or Sigma rule is invalid (names file:line:column)
     ├── PolicyError          a policy file or policy is invalid (names file:line:column and field)
-    └── EnforceError         enforcement could not be set up, changed or carried out
+    ├── EnforceError         enforcement could not be set up, changed or carried out
+    └── ApiError             the API server, its tokens or audit log failed
 
 Lower-layer errors (OSError, ctypes failures) are translated at the boundary
 with ``raise ... from exc`` so the cause stays attached.
@@ -83,3 +84,7 @@ class PolicyError(SentinelEdgeError):
 
 class EnforceError(SentinelEdgeError):
     """Enforcement could not be set up, changed or carried out (names the mechanism and the cause)."""
+
+
+class ApiError(SentinelEdgeError):
+    """The REST API could not start, or its token store / audit log failed."""

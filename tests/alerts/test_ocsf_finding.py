@@ -88,8 +88,10 @@ def test_single_event_finding_every_attribute() -> None:
                      "type_id": 1, "type": "Rule", "category": "native",
                      "desc": "A program outside the allow list opened /etc/shadow."},
         "attacks": [{
-            "technique": {"uid": "T1003.008", "src_url": "https://attack.mitre.org/techniques/T1003/008/"},
-            "sub_technique": {"uid": "T1003.008", "src_url": "https://attack.mitre.org/techniques/T1003/008/"},
+            "technique": {"uid": "T1003.008", "src_url": "https://attack.mitre.org/techniques/T1003/008/",
+                          "name": "OS Credential Dumping: /etc/passwd and /etc/shadow"},
+            "sub_technique": {"uid": "T1003.008", "src_url": "https://attack.mitre.org/techniques/T1003/008/",
+                              "name": "/etc/passwd and /etc/shadow"},
             "tactic": {"uid": "TA0006", "name": "Credential Access"},
         }],
         "types": ["native/match"],
@@ -141,7 +143,8 @@ def test_exec_alert_actor_is_the_new_image_with_its_tree() -> None:
     assert [a["uid"] for a in proc["ancestry"]] == ["x-200", "x-100"]
     assert f["severity_id"] == 2 and f["severity"] == "Low"
     assert f["finding_info"]["attacks"] == [{
-        "technique": {"uid": "T1105", "src_url": "https://attack.mitre.org/techniques/T1105/"},
+        "technique": {"uid": "T1105", "src_url": "https://attack.mitre.org/techniques/T1105/",
+                      "name": "Ingress Tool Transfer"},
         "tactic": {"uid": "TA0011", "name": "Command and Control"}}]  # no sub_technique for a technique
     assert f["evidences"][0]["process"]["uid"] == "x-400"  # exec: process = new image, actor = parent
     assert f["evidences"][0]["actor"]["process"]["uid"] == "x-200"
@@ -238,12 +241,18 @@ def test_tactic_table_covers_the_enterprise_matrix() -> None:
     assert tactic_object("") is None
     assert technique_objects("t1003.008")["technique"]["uid"] == "T1003.008"
     assert technique_objects("") == {}
+    # names from the offline ATT&CK catalogue; an unknown id keeps its uid only
+    assert technique_objects("T1059.004")["technique"]["name"] == "Command and Scripting Interpreter: Unix Shell"
+    assert technique_objects("T1059.004")["sub_technique"]["name"] == "Unix Shell"
+    assert technique_objects("T9999") == {"technique": {"uid": "T9999",
+                                                        "src_url": "https://attack.mitre.org/techniques/T9999/"}}
     rule = RuleMeta(id="r", title="t", severity="info", attack=(Attack("", "discovery"), Attack("T1082", "")))
     f = to_finding(Alert(rule, [file_event()], "", NOW), HOST)
     assert validate(f) == []
     assert f["finding_info"]["attacks"] == [
         {"tactic": {"uid": "TA0007", "name": "Discovery"}},
-        {"technique": {"uid": "T1082", "src_url": "https://attack.mitre.org/techniques/T1082/"}},
+        {"technique": {"uid": "T1082", "src_url": "https://attack.mitre.org/techniques/T1082/",
+                       "name": "System Information Discovery"}},
     ]
     assert f["message"] == "t" and f["severity"] == "Informational"
 

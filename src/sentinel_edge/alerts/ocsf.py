@@ -130,17 +130,27 @@ def technique_objects(technique: str) -> dict[str, Any]:
 
     ``technique.uid`` is the id exactly as the rule gives it (``T1003.008``),
     which is what consumers match on; a sub-technique is also given as OCSF's
-    ``sub_technique``. Names are not included: the ATT&CK catalogue is not
-    available offline. ``src_url`` is the technique's page on attack.mitre.org.
+    ``sub_technique``. ``name`` comes from the offline ATT&CK catalogue
+    (alerts/attack.py; absent for an id it does not know): the technique's
+    own name, and for a sub-technique ``Parent: Sub`` on ``technique`` and the
+    sub-technique's name on ``sub_technique``. ``src_url`` is the page on
+    attack.mitre.org.
     """
+    from sentinel_edge.alerts.attack import technique_name
+
     tid = technique.strip().upper()
     out: dict[str, Any] = {}
     if not tid:
         return out
     url = "https://attack.mitre.org/techniques/" + tid.replace(".", "/") + "/"
     out["technique"] = {"uid": tid, "src_url": url}
+    name = technique_name(tid)
+    if name:
+        out["technique"]["name"] = name
     if "." in tid:
         out["sub_technique"] = {"uid": tid, "src_url": url}
+        if name:
+            out["sub_technique"]["name"] = name.split(": ", 1)[-1]
     return out
 
 

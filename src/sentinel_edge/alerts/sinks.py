@@ -575,6 +575,17 @@ class QueuedSink(BaseSink):
     def pending(self) -> int:
         return self._q.qsize()
 
+    def alive(self) -> bool:
+        """The delivery thread runs (or the sink was closed on purpose)."""
+        return self._closing or self._thread.is_alive()
+
+    def restart(self) -> None:
+        """Start a new delivery thread on the same queue (the watchdog, after a crash)."""
+        if self._closing or self._thread.is_alive():
+            return
+        self._thread = threading.Thread(target=self._run, name=f"alerts-{self.inner.name}", daemon=True)
+        self._thread.start()
+
     def close(self, timeout: float = 5.0) -> None:
         """Deliver what is queued within ``timeout`` seconds, then give up on the rest."""
         if not self._closing:

@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from sentinel_edge import config
 from sentinel_edge.errors import PolicyError, SentinelEdgeError
 
-DEFAULT_DIR = "/etc/sentinel-edge/policies"
+DEFAULT_DIR = config.DEFAULT_POLICY_DIR
 
 
 def _cfg(args: argparse.Namespace) -> config.AgentConfig:
@@ -32,10 +32,7 @@ def _cfg(args: argparse.Namespace) -> config.AgentConfig:
 def _policy_dir(args: argparse.Namespace, cfg: config.AgentConfig) -> Path:
     if getattr(args, "dir", None):
         return Path(args.dir)
-    for p in cfg.enforce.policies:
-        if not p.endswith((".yaml", ".yml")):
-            return Path(p)
-    return Path(DEFAULT_DIR)
+    return config.policy_dir(cfg)
 
 
 def _agent_pid(args: argparse.Namespace) -> int | None:
