@@ -5,8 +5,9 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 # what only the tests use: real peers and workloads (rsyslog for the syslog sink, logrotate and git
 # for the benign workload, dpkg-dev for building a local .deb, and the attack tools some rule tests run:
-# nmap, ncat, socat, kmod)
-TEST_PKGS=(rsyslog logrotate git dpkg-dev nmap ncat socat kmod)
+# nmap, ncat, socat, kmod), chromium for the console tests (Playwright drives it), prometheus to scrape
+# /metrics, e2fsprogs for the loop-mounted file systems of the history disk tests
+TEST_PKGS=(rsyslog logrotate git dpkg-dev nmap ncat socat kmod chromium prometheus e2fsprogs)
 missing=()
 for p in "${TEST_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
