@@ -262,6 +262,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
               f"(rejected {enf.get('apply_failures', 0)})")
         for prob in enf.get("problems", []):
             print(f"  policy problem: {prob}")
+    hist = st.get("history")
+    if hist:
+        print(f"history: {hist.get('written_events', 0)} events, {hist.get('written_alerts', 0)} alerts written, "
+              f"{hist.get('db_bytes', 0) / 1e6:.1f} MB; dropped: queue {hist.get('dropped_full_queue', 0)}, "
+              f"disk {hist.get('dropped_disk', 0)}; alerts waiting {hist.get('pending_alerts', 0)}"
+              + ("" if hist.get("healthy", True) else f"; UNHEALTHY: {hist.get('health')}"))
+    api = st.get("api")
+    if api and api.get("state") != "off":
+        print(f"console and API: {api.get('url')} ({api.get('state')})"
+              + (f": {api['error']}" if api.get("error") else ""))
+    for name, w in (st.get("workers") or {}).items():
+        if w.get("restarts") or not w.get("alive"):
+            print(f"  worker {name}: {'alive' if w.get('alive') else 'DOWN'}, restarted {w.get('restarts')} time(s), "
+                  f"last error: {w.get('last_error')}")
     print(f"user space: decoded {st.get('decoded', 0)}, written {st.get('written', 0)}, "
           f"dropped {st.get('user_dropped', 0)} (wire {st.get('wire_errors', 0)}, "
           f"output {st.get('output_errors', 0)}, queue {st.get('queue_dropped', 0)})")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import sqlite3
 import threading
@@ -33,6 +34,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 }
 ALL_PERMISSIONS = ("read", "alerts:write", "rules:write", "policies:write", "enforcement:switch", "audit:read")
 TOKEN_PREFIX = "se_"
+_NAME = re.compile(r"[A-Za-z0-9_.@-]{1,64}")
 # last_used is written at most this often per token (a write per request would be wasted)
 LAST_USED_EVERY_MS = 60_000
 
@@ -142,8 +144,8 @@ class AuthStore:
         """A new token for ``name`` with ``role``; returns the token (never stored in clear)."""
         if role not in ROLES:
             raise ApiError(f"unknown role {role!r}: one of {', '.join(ROLES)}")
-        if not name or len(name) > 64 or not all(c.isalnum() or c in "-_.@" for c in name):
-            raise ApiError(f"token name {name!r}: 1-64 letters, digits or -_.@")
+        if not _NAME.fullmatch(name):
+            raise ApiError(f"token name {name!r}: 1-64 ASCII letters, digits or -_.@")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         with self._db() as db:
             row = db.execute("SELECT revoked FROM tokens WHERE name = ?", (name,)).fetchone()
