@@ -158,14 +158,8 @@ def _history(store: Any) -> Iterator[Metric]:
 
 
 def _hist_parts(h: Any) -> tuple[list[float], list[int], float]:
-    """(bounds, cumulative counts with +Inf last, sum) from the store's histogram (tuple or object)."""
-    if isinstance(h, tuple):
-        bounds, counts, sum_s = list(h[0]), list(h[1]), float(h[2])
-    else:
-        bounds, counts, sum_s = list(h.bounds), list(h.counts), float(h.sum_s)
-    if len(counts) == len(bounds):  # no +Inf bucket given: it is the total count
-        counts.append(counts[-1] if counts else 0)
-    return bounds, counts, sum_s
+    """(bounds, cumulative counts with +Inf last, sum) of the store's WriteLatency."""
+    return [float(b) for b in h.bounds], [*map(int, h.counts), int(h.count)], float(h.sum_s)
 
 
 def registry_for(backend: Backend) -> CollectorRegistry:
