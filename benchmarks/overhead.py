@@ -115,13 +115,20 @@ def drain_wait(handle: AgentHandle, timeout: float = 60) -> dict[str, object]:
     return handle.status()
 
 
-def throughput(loops: str, tmp: Path, quick: bool) -> int:
-    files = tmp / "files"
+def _history(st: dict[str, object]) -> tuple[int, int]:
+    h = st.get("history") or {}
+    assert isinstance(h, dict)
+    return int(h.get("written_events", 0)), int(h.get("dropped_full_queue", 0)) + int(h.get("dropped_disk", 0))
+
+
+def throughput(loops: str, tmp: Path, quick: bool, extra: list[str] | None = None, label: str = "") -> int:
+    files = tmp / f"files{label}"
     files.mkdir()
     cfg = "file:\n  dedup_window_ms: 0\n"
-    adir = tmp / "agent-tp"
+    adir = tmp / f"agent-tp{label}"
     adir.mkdir()
-    handle = start_agent(adir, cfg)
+    print(f"-- throughput, agent {' '.join(extra or []) or 'defaults (history on)'}")
+    handle = start_agent(adir, cfg, extra)
     try:
         time.sleep(0.5)
         n = 100_000 if quick else 400_000
@@ -138,6 +145,11 @@ def throughput(loops: str, tmp: Path, quick: bool) -> int:
         print(f"throughput at saturation: {n} opens in {gen_s:.2f} s ({1e9 / ns_per_op:,.0f} opens/s offered); "
               f"kernel emitted {emitted:,}, dropped {dropped:,}; agent wrote {written:,} objects "
               f"-> {written / gen_s:,.0f} events/s end to end while the load ran")
+        if st.get("history"):
+            time.sleep(2)  # the history writer catches up after the pipeline
+            st2 = handle.status()
+            (w0, d0), (w1, d1) = _history(before), _history(st2)
+            print(f"  history: {w1 - w0:,} events committed, {d1 - d0:,} dropped (queue full or disk)")
         best = 0
         for rate in (20_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000):
             before = drain_wait(handle, 10)
@@ -146,7 +158,12 @@ def throughput(loops: str, tmp: Path, quick: bool) -> int:
             st = drain_wait(handle)
             d = st["kernel"]["file"]["dropped"] - before["kernel"]["file"]["dropped"]  # type: ignore[index]
             ud = int(str(st["user_dropped"])) - int(str(before["user_dropped"]))
-            print(f"  paced {rate:>7,}/s for {count:,} opens: kernel dropped {d}, user-space dropped {ud}")
+            hist = ""
+            if st.get("history"):
+                time.sleep(2)
+                (w0, d0), (w1, d1) = _history(before), _history(handle.status())
+                hist = f", history committed {w1 - w0:,} dropped {d1 - d0:,}"
+            print(f"  paced {rate:>7,}/s for {count:,} opens: kernel dropped {d}, user-space dropped {ud}{hist}")
             if d == 0 and ud == 0:
                 best = rate
             else:
@@ -162,6 +179,9 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=10)
     ap.add_argument("--quick", action="store_true", help="smaller loops (for a smoke run)")
     ap.add_argument("--skip-dedup-off", action="store_true")
+    ap.add_argument("--throughput-only", action="store_true", help="skip the overhead rounds")
+    ap.add_argument("--history", choices=("on", "off", "compare"), default="compare",
+                    help="throughput with the history store on, off, or both in one run (default)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
@@ -170,10 +190,17 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="se-bench-") as d:
         tmp = Path(d)
         loops = build_loops(tmp)
-        rss = overhead(loops, tmp, args.rounds, args.quick, None, "default config")
-        if not args.skip_dedup_off:
-            overhead(loops, tmp, max(3, args.rounds // 2), args.quick, "file:\n  dedup_window_ms: 0\n", "dedup off")
-        tp_rss = throughput(loops, tmp, args.quick)
+        rss = [0]
+        if not args.throughput_only:
+            rss = overhead(loops, tmp, args.rounds, args.quick, None, "default config")
+            if not args.skip_dedup_off:
+                overhead(loops, tmp, max(3, args.rounds // 2), args.quick, "file:\n  dedup_window_ms: 0\n",
+                         "dedup off")
+        tp_rss = 0
+        if args.history in ("off", "compare"):
+            tp_rss = throughput(loops, tmp, args.quick, ["--no-history"], "-nohist")
+        if args.history in ("on", "compare"):
+            tp_rss = max(tp_rss, throughput(loops, tmp, args.quick, [], "-hist"))
         print(f"agent peak RSS: {max([*rss, tp_rss]) / 1024:.1f} MiB (overhead rounds max {max(rss) / 1024:.1f}, "
               f"throughput run {tp_rss / 1024:.1f})")
     return 0
