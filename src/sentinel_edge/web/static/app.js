@@ -602,7 +602,8 @@
       h("td", { class: "nowrap" }, fmtTime(a.time)),
       h("td", null, sevBadge(a.severity_id)),
       h("td", null, h("a", { href: route("alerts", a.uid), testid: "alert-link" }, a.title || a.rule),
-        h("div", { class: "sub mono", testid: "alert-rule" }, a.rule)),
+        h("div", { class: "sub mono", testid: "alert-rule" }, a.rule),
+        h("div", { class: "sub mono clip", testid: "alert-message", title: get(a, "obj.message", "") }, get(a, "obj.message", ""))),
       h("td", { class: "mono ellipsis", title: a.exe || "" }, h("span", { testid: "alert-exe" }, a.exe), " ", h("span", { class: "sub", testid: "alert-pid" }, a.pid !== null && a.pid !== undefined ? `[${a.pid}]` : "")),
       h("td", null, a.user),
       h("td", null, statusBadge(a.status)),
@@ -728,7 +729,7 @@
     return h("div", null, head, actions, summary,
       panel("Process ancestry", ancestryTree(detail, obj)),
       panel("Triggering events", table(["Time", "Event", "Process", "Summary", ""], evRows, "evidences")),
-      panel("Events of this process", table(["Time", "Type", "Kind", "Message", ""], procEvents, "process-events")),
+      panel("Events of this process", h("div", { class: "scroll-short" }, table(["Time", "Type", "Kind", "Message", ""], procEvents, "process-events"))),
       panel("Status history", table(["Time", "Who", "Action", "Status", "Comment"], changes, "changes")),
       h("details", { class: "panel" }, h("summary", null, "Raw finding (OCSF)"), jsonBlock(obj, "raw-finding")));
   }
@@ -872,6 +873,12 @@
       if (type === "sampled") {
         let m;
         try { m = JSON.parse(data); } catch (_e) { return; }
+        if (m.lost_slow_reader) {
+          sampled.textContent = `${fmtNum(m.lost_slow_reader)} events were dropped for this page: it did not read the stream fast enough.`;
+          sampled.classList.remove("hidden");
+          lastSampled = Date.now();
+          return;
+        }
         const w = Number(m.window_s) || 1;
         sampled.textContent = `Sampled by the agent: showing ${fmtNum(Math.round((Number(m.shown) || 0) / w))} of ${fmtNum(Math.round((Number(m.matched) || 0) / w))} events/s (alerts are never sampled; history keeps every event).`;
         sampled.classList.remove("hidden");
@@ -960,7 +967,8 @@
         h("td", { class: "wrap" }, uid ? h("a", { href: route("alerts", uid), testid: "live-alert-link" }, get(o, "finding_info.title", "alert")) : get(o, "finding_info.title", ""),
           " ", h("span", { class: "mono", testid: "live-summary" }, o.message || "")));
     }
-    const p = get(o, "actor.process", {});
+    // process activity (fork, exec, exit) is about the target process; everything else about the actor
+    const p = o.class_uid === 1007 && o.process ? o.process : get(o, "actor.process", {});
     return h("tr", { testid: "live-row", "data-kind": "event", "data-class": str(o.class_uid), "data-pid": str(get(p, "pid", "")) },
       h("td", { class: "nowrap" }, fmtTime(o.time)),
       h("td", null, o.type_name || CLASSES[o.class_uid] || str(o.class_uid)),
@@ -1111,7 +1119,7 @@
       const rows = (res.items || []).map((p) => h("tr", { testid: "policy-row", "data-policy": p.id },
         h("td", null, h("div", null, p.name || p.id), h("div", { class: "sub mono" }, p.id)),
         h("td", null, h("span", { class: ["badge", `mode-${p.mode === "enforce" ? "enforce" : "other"}`] }, p.mode)),
-        h("td", null, (p.kinds || []).join(", ")),
+        h("td", null, Array.isArray(p.kinds) ? p.kinds.join(", ") : str(p.kind)),
         h("td", { class: "wrap" }, p.description || ""),
         h("td", { class: "mono ellipsis", title: p.file || "" }, p.file || ""),
         h("td", null, actionButton("Remove file", "policies:write", "policy-remove", async () => {
@@ -1125,10 +1133,12 @@
       clear(body).append(
         h("div", { class: "cards" },
           card("Enforcement", res.enabled ? "enabled" : "disabled", "policies configured", "card-policies-enabled"),
-          card("Kill switch", armed ? "armed" : "disarmed", armed ? "policies block" : "policies do not block", "card-policies-armed")),
+          card("Kill switch", res.armed === null || res.armed === undefined ? "n/a" : armed ? "armed" : "disarmed",
+            armed ? "policies block" : "policies do not block", "card-policies-armed")),
         h("div", { class: "tools" }, switchBtn),
         problems.length ? h("div", { class: "error" }, h("strong", null, "Problems"), h("ul", null, problems)) : null,
-        panel("Policies", table(["Policy", "Mode", "Kinds", "Description", "File", ""], rows, "policies-table")),
+        res.directory ? h("div", { class: "sub", testid: "policies-directory" }, "Policy directory: ", h("span", { class: "mono" }, res.directory)) : null,
+        panel("Policies", table(["Policy", "Mode", "Kind", "Description", "File", ""], rows, "policies-table")),
         can("policies:write") ? applyForm(load) : null);
     };
     await load();
