@@ -149,7 +149,7 @@ def test_event_counts_follow_retention_by_age_and_size(tmp_path: Path) -> None:
             _brute_by_class(left, now - 6 * day, now + day)
     kept, real = _counts_table(path)
     assert kept == real
-    with HistoryStore(path, retention_days=None, max_bytes=300_000, retention_interval=3600) as s:
+    with HistoryStore(path, retention_days=None, max_bytes=1_000_000, retention_interval=3600) as s:
         assert s.flush()
         n = len(s.query_events(limit=5000))
         assert 0 < n < len(left)
