@@ -552,3 +552,50 @@ def test_live_page_streams_new_events_pauses_and_resumes(console: Console, brows
                ).to_be_visible()
         expect(page.get_by_test_id("live-held")).to_have_text("")
         assert watch.errors == [] and watch.csp_violations() == []
+
+
+@pytest.mark.kernel
+def test_live_page_says_when_the_agent_samples_and_keeps_at_most_500_rows(console: Console, browser: Browser) -> None:
+    c = console
+    marker = "seburst" + secrets.token_hex(6)
+    work = Path(tempfile.mkdtemp(prefix="se-console-burst-"))
+    # ~2000 file creations a second for ~3.5 s, all matching the filter: over the agent's 200 events/s per
+    # subscriber (api.stream_max_rate), so it samples and says so; 3.5 s x 200/s is over the page's 500 rows
+    burst = """
+import os, sys, time
+d = sys.argv[1]
+end = time.monotonic() + 3.5
+i = 0
+while time.monotonic() < end and i < 20000:
+    os.close(os.open(os.path.join(d, "f%d" % i), os.O_CREAT | os.O_WRONLY, 0o600))
+    i += 1
+    if i % 100 == 0:
+        time.sleep(0.05)
+print(i)
+"""
+    try:
+        with console_page(browser) as (page, watch):
+            login(page, c.url, c.token)
+            page.goto(f"{c.url}/#/live?text={marker}&alerts=0")
+            expect(page.get_by_test_id("live-state")).to_have_attribute("data-state", "live")
+            pid, res = run_cmd([sys.executable, "-c", burst, str(work), marker], timeout=60)
+            created = int(res.stdout)
+            assert created > 2000
+            banner = page.get_by_test_id("live-sampled")
+            expect(banner).to_be_visible()
+            got = re.search(r"showing ([\d,]+) of ([\d,]+) events/s", banner.inner_text())
+            assert got, banner.inner_text()
+            shown, matched = (int(g.replace(",", "")) for g in got.groups())
+            assert shown <= 200 < matched, (shown, matched)
+            lost = re.search(r"; ([\d,]+) matching events not shown", banner.inner_text())
+            assert lost and int(lost.group(1).replace(",", "")) >= matched - shown
+            body = page.get_by_test_id("live-body")
+            expect(body).to_have_attribute("data-rows", "500")
+            assert page.get_by_test_id("live-row").count() == 500
+            for r in page.get_by_test_id("live-row").all()[:50]:
+                assert r.get_attribute("data-pid") == str(pid)
+            expect(page.get_by_test_id("live-rate")).to_contain_text("received/s")
+            shot(page, "31-live-sampled")
+            assert watch.errors == [] and watch.csp_violations() == []
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

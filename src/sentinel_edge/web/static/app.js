@@ -847,6 +847,7 @@
     let frame = 0;
     let received = 0;
     let lastSampled = 0;
+    let notShown = 0;
 
     const flush = () => {
       frame = 0;
@@ -880,7 +881,10 @@
           return;
         }
         const w = Number(m.window_s) || 1;
-        sampled.textContent = `Sampled by the agent: showing ${fmtNum(Math.round((Number(m.shown) || 0) / w))} of ${fmtNum(Math.round((Number(m.matched) || 0) / w))} events/s (alerts are never sampled; history keeps every event).`;
+        const shown = Number(m.shown) || 0;
+        const matched = Number(m.matched) || 0;
+        notShown += Math.max(0, matched - shown);
+        sampled.textContent = `Sampled by the agent at ${fmtTime(Date.now()).slice(11, 19)}: showing ${fmtNum(Math.round(shown / w))} of ${fmtNum(Math.round(matched / w))} events/s; ${fmtNum(notShown)} matching events not shown since this page opened (alerts are never sampled; history keeps every event).`;
         sampled.classList.remove("hidden");
         lastSampled = Date.now();
         return;
@@ -907,7 +911,7 @@
       lastCount = received;
       lastTick = now;
       rate.textContent = `${fmtNum(Math.round(perS))} received/s · ${fmtNum(received)} total`;
-      if (lastSampled && now - lastSampled > 3000) { sampled.classList.add("hidden"); lastSampled = 0; }
+      if (lastSampled && now - lastSampled > 10000) { sampled.classList.add("hidden"); lastSampled = 0; }
     });
 
     const params = toQuery({ events: f.events ? 1 : 0, alerts: f.alerts ? 1 : 0, class_uid: f.class_uid, text: f.text });
@@ -971,7 +975,7 @@
     const p = o.class_uid === 1007 && o.process ? o.process : get(o, "actor.process", {});
     return h("tr", { testid: "live-row", "data-kind": "event", "data-class": str(o.class_uid), "data-pid": str(get(p, "pid", "")) },
       h("td", { class: "nowrap" }, fmtTime(o.time)),
-      h("td", null, o.type_name || CLASSES[o.class_uid] || str(o.class_uid)),
+      h("td", { class: "nowrap" }, o.type_name || CLASSES[o.class_uid] || str(o.class_uid)),
       h("td", null, o.severity_id > 1 ? sevBadge(o.severity_id) : ""),
       h("td", { class: "mono" }, str(get(p, "pid", "")), " ", get(p, "name", "")),
       h("td", null, procUser(p)),
