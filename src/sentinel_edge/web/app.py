@@ -241,9 +241,10 @@ class Guard:
             if k == b"host":
                 host = v.decode("latin-1").lower()
                 break
+        api = scope["path"].startswith("/api/")
         if host not in self.allowed_hosts:
             resp = JSONResponse({"detail": "Host header not allowed"}, status_code=400)
-            await resp(scope, receive, self._secure(send))
+            await resp(scope, receive, self._secure(send, api))
             return
         status = [0]
 
@@ -254,16 +255,20 @@ class Guard:
 
         scope.setdefault("state", {})
         try:
-            await self.app(scope, receive, self._secure(send_wrapper))
+            await self.app(scope, receive, self._secure(send_wrapper, api))
         finally:
             if scope["method"] not in ("GET", "HEAD", "OPTIONS") and scope["path"].startswith("/api/"):
                 self._audit(scope, status[0] or 500)
 
-    def _secure(self, send: Send) -> Send:
+    def _secure(self, send: Send, api: bool) -> Send:
+        """Security headers on every answer; ``Cache-Control: no-store`` on API answers (docs/api.md)."""
         async def wrapped(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"server"]
+                drop = (b"server", b"cache-control") if api else (b"server",)
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() not in drop]
                 headers.extend(SECURITY_HEADERS)
+                if api:
+                    headers.append((b"cache-control", b"no-store"))
                 message["headers"] = headers
             await send(message)
         return wrapped
@@ -723,6 +728,14 @@ def _rule_out(meta: Any, enabled: bool) -> RuleOut:
                    file=meta.file)
 
 
+def _policy_errors(exc: PolicyError, tmp: Path, target: Path) -> PolicyError:
+    """Every error of an invalid policy set, one a line, those of the new file located in it as it would be
+    named (validation reads a temporary copy)."""
+    errs = exc.errors or [exc]
+    lines = [str(e).replace(str(tmp), str(target), 1) if e.file == str(tmp) else str(e) for e in errs]
+    return PolicyError("\n".join(lines), errors=errs)
+
+
 def _write_policy(backend: Backend, name: str, text: str) -> dict[str, Any]:
     """Validate ``text`` with the policies already in the directory, write it there, apply the set."""
     from sentinel_edge.enforce.policy import load_policy_files, policy_files
@@ -733,7 +746,10 @@ def _write_policy(backend: Backend, name: str, text: str) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="se-policy-") as tmpd:
         tmp = Path(tmpd) / fname
         tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
-        pset = load_policy_files([*(q for q in existing if q.name != fname), tmp])  # raises PolicyError
+        try:
+            pset = load_policy_files([*(q for q in existing if q.name != fname), tmp])
+        except PolicyError as exc:
+            raise _policy_errors(exc, tmp, pdir / fname) from exc
         ids = [p.id for p in pset.policies if Path(p.file).name == fname]
         try:
             pdir.mkdir(parents=True, exist_ok=True, mode=0o700)
