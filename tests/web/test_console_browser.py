@@ -299,6 +299,18 @@ def test_walk_login_alert_detail_ancestry_ack(console: Console, browser: Browser
             expect(r).to_have_attribute("data-pid", str(cat_pid))
         shot(page, "06-search")
 
+        # paging: "Older events" loads the next page (before_id = the last id shown), no gap, no repeat
+        page.goto(f"{c.url}/#/search?kind=file")
+        expect(page.get_by_test_id("search-row")).to_have_count(100)
+        page.get_by_test_id("search-more").click()
+        expect(page.get_by_test_id("search-row")).to_have_count(200)
+        ids = [int(i) for i in page.eval_on_selector_all('[data-testid="search-row"]',
+                                                         "rs => rs.map(r => r.dataset.id)")]
+        assert ids == sorted(ids, reverse=True) and len(set(ids)) == 200
+        first = c.api.get("/events?kind=file&limit=100")
+        assert ids[100:] == [e["id"] for e in c.api.get(f"/events?kind=file&limit=100&before_id={ids[99]}")["items"]]
+        assert first["items"][0]["id"] >= ids[0]
+
         st = c.api.get("/status")
         page.goto(f"{c.url}/#/health")
         expect(page.get_by_test_id("program-row")).to_have_count(len(st["programs"]))
