@@ -31,7 +31,9 @@ T = TypeVar("T")
 
 
 def artifacts_dir() -> Path:
-    d = Path(os.environ.get("SENTINEL_EDGE_ARTIFACTS", "/tmp/sentinel-edge-artifacts")) / "console"
+    from conftest import ARTIFACTS  # test-artifacts/ in the checkout, beside the agent logs
+
+    d = Path(os.environ.get("SENTINEL_EDGE_ARTIFACTS", str(ARTIFACTS))) / "console"
     d.mkdir(parents=True, exist_ok=True)
     return d
 
