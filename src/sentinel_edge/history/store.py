@@ -833,8 +833,11 @@ class HistoryStore:
         if text:
             where.append("e.id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
             args.append(_fts_query(text))
+        # Ids first, then the rows: when an index covers the filters (class + time window, time window) the
+        # matches are sorted as bare ids and only the page's rows are read, not every match in the window.
         sql = ("SELECT e.id, e.time, e.class_uid, e.kind, e.pid, e.exec_id, e.exe, e.user, e.obj FROM events e"
-               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY e.id DESC LIMIT ?")
+               " WHERE e.id IN (SELECT e.id FROM events e" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY e.id DESC LIMIT ?) ORDER BY e.id DESC")
         args.append(int(limit))
         with self._reader() as conn:
             rows = conn.execute(sql, args).fetchall()
