@@ -455,6 +455,8 @@ def create_app(backend: Backend) -> FastAPI:
                 a = await asyncio.to_thread(st.resolve, uid, who.name, comment)
             else:
                 a = await asyncio.to_thread(st.comment, uid, who.name, comment)
+        except ValueError as exc:  # a comment of white space only (the store wants text)
+            raise HTTPException(422, f"comment: {exc}") from exc
         except OutputError as exc:
             if "no alert" in str(exc):
                 raise HTTPException(404, f"no alert {uid!r}") from exc
