@@ -294,6 +294,8 @@ def test_analyst_works_a_real_alert(env: Env) -> None:
     assert r.status == 200 and r.body["status"] == "acknowledged"
     r = call(env.base, "POST", f"/api/v1/alerts/{uid}/comment", env.tokens["analyst"], {"comment": ""})
     assert r.status == 422  # a comment needs text
+    r = call(env.base, "POST", f"/api/v1/alerts/{uid}/comment", env.tokens["analyst"], {"comment": " \t\u2028"})
+    assert r.status == 422 and r.body == {"detail": "comment: empty comment"}  # white space only (was a 500)
     r = call(env.base, "POST", f"/api/v1/alerts/{uid}/resolve", env.tokens["analyst"])
     assert r.status == 200 and r.body["status"] == "resolved"
     d = call(env.base, "GET", f"/api/v1/alerts/{uid}", env.tokens["viewer"])
@@ -321,6 +323,7 @@ def test_analyst_works_a_real_alert(env: Env) -> None:
         ("operator-user", "POST /api/v1/alerts/{uid}/ack", "refused"),
         ("analyst-user", "POST /api/v1/alerts/{uid}/ack", "ok"),
         ("analyst-user", "POST /api/v1/alerts/{uid}/comment", "ok"),
+        ("analyst-user", "POST /api/v1/alerts/{uid}/comment", "failed (422)"),
         ("analyst-user", "POST /api/v1/alerts/{uid}/comment", "failed (422)"),
         ("analyst-user", "POST /api/v1/alerts/{uid}/resolve", "ok"),
     ])
