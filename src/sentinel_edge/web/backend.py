@@ -63,6 +63,7 @@ class Worker:
     restarts: int = 0
     last_error: str | None = None
     last_restart_ms: int | None = None
+    error: Callable[[], str | None] | None = None  # why it stopped (read before a restart)
 
 
 class Backend:
@@ -144,8 +145,9 @@ class Backend:
 
     # -- watchdog ---------------------------------------------------------------------------------
 
-    def watch(self, name: str, alive: Callable[[], bool], restart: Callable[[], None]) -> None:
-        self.workers[name] = Worker(name, alive, restart)
+    def watch(self, name: str, alive: Callable[[], bool], restart: Callable[[], None],
+              error: Callable[[], str | None] | None = None) -> None:
+        self.workers[name] = Worker(name, alive, restart, error=error)
         self.worker_restarts_total.setdefault(name, 0)
 
     def start_watchdog(self) -> None:
@@ -164,6 +166,11 @@ class Backend:
             w.restarts += 1
             self.worker_restarts_total[w.name] = self.worker_restarts_total.get(w.name, 0) + 1
             w.last_restart_ms = time.time_ns() // 1_000_000
+            if w.error is not None:
+                try:
+                    w.last_error = w.error() or w.last_error
+                except Exception:  # the error text is a nicety; the restart is not
+                    log.exception("watchdog: reading why %s stopped failed", w.name)
             try:
                 w.restart()
                 msg = f"internal worker {w.name} had stopped ({w.last_error or 'no error recorded'}): restarted"
