@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal
 
 from fastapi import Body, Depends, FastAPI, HTTPException, Query, Request
 from fastapi import Path as PathParam
+from fastapi.exception_handlers import request_validation_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field
@@ -344,6 +346,21 @@ def create_app(backend: Backend) -> FastAPI:
             return await asyncio.to_thread(fn)
         except OutputError as exc:
             raise HTTPException(503, str(exc)) from exc
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        """A body that is not JSON fails before the dependencies run: without a valid token that is 401 (not a
+        422 telling an anonymous client about the request), with one the audit names who sent it."""
+        if getattr(request.state, "principal", None) is None and (
+                request.url.path.startswith("/api/") or request.url.path == "/metrics"):
+            scheme, _, token = request.headers.get("authorization", "").partition(" ")
+            who = backend.auth.verify(token.strip()) if backend.auth is not None and scheme.lower() == "bearer" \
+                else None
+            if who is None:
+                return JSONResponse({"detail": "a bearer token is required"}, status_code=401,
+                                    headers={"WWW-Authenticate": "Bearer"})
+            request.state.principal = who
+        return await request_validation_exception_handler(request, exc)
 
     @app.exception_handler(SentinelEdgeError)
     async def on_error(_request: Request, exc: SentinelEdgeError) -> JSONResponse:
