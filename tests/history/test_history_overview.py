@@ -362,3 +362,33 @@ def test_close_drains_what_a_dead_writer_left(tmp_path: Path, monkeypatch: pytes
     s.close()
     with HistoryStore(path, retention_days=None, max_bytes=None) as s2:
         assert [a.uid for a in s2.query_alerts()] == ["x-1"]
+
+
+@pytest.mark.parametrize("window_max", [store_mod.WINDOW_IDS_MAX, 0])
+def test_filtered_time_window_queries_match_brute_force(store: HistoryStore, monkeypatch: pytest.MonkeyPatch,
+                                                        window_max: int) -> None:
+    monkeypatch.setattr(store_mod, "WINDOW_IDS_MAX", window_max)  # 0: the id bounds are never used
+    events = []
+    for i in range(600):
+        # times not in id order everywhere: a late event every 7th (as from another CPU)
+        t = BASE + i * 1000 - (30_000 if i % 7 == 0 else 0)
+        events.append(make_event(i, time_ms=t, class_uid=(1007, 1001)[i % 2], kind=("exec", "open")[i % 2],
+                                 pid=100 + i % 5, exe=f"/usr/bin/p{i % 3}", user=("alice", "bob")[i % 2]))
+    for e in events:
+        store.add_event(e)
+    assert store.flush()
+    seq_of = {id(e): i for i, e in enumerate(events)}
+    for lo, hi in ((BASE + 100_000, BASE + 160_000), (BASE - 60_000, BASE + 5_000), (BASE + 599_000, None),
+                   (None, BASE + 20_000), (BASE + 10_000_000, BASE + 20_000_000), (BASE + 50_500, BASE + 50_600)):
+        for filt in ({"user": "bob"}, {"pid": 102}, {"exe": "/usr/bin/p1"}, {"kind": "open"},
+                     {"user": "alice", "exe": "/usr/bin/p2"}):
+            want = [seq_of[id(e)] for e in reversed(events)
+                    if (lo is None or e["time"] >= lo) and (hi is None or e["time"] < hi)
+                    and all((e["actor"]["process"]["pid"] if k == "pid" else e["actor"]["process"]["path"]
+                             if k == "exe" else e["unmapped"]["event"] if k == "kind"
+                             else e["actor"]["user"]["name"]) == v for k, v in filt.items())]
+            got = [int(r.obj["unmapped"]["seq"]) for r in store.query_events(since=lo, until=hi, limit=1000,
+                                                                             **filt)]  # type: ignore[arg-type]
+            assert got == want, (lo, hi, filt)
+            page = store.query_events(since=lo, until=hi, limit=3, **filt)  # type: ignore[arg-type]
+            assert [int(r.obj["unmapped"]["seq"]) for r in page] == want[:3]

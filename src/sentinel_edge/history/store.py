@@ -833,13 +833,21 @@ class HistoryStore:
         if text:
             where.append("e.id IN (SELECT rowid FROM events_fts WHERE events_fts MATCH ?)")
             args.append(_fts_query(text))
-        # Ids first, then the rows: when an index covers the filters (class + time window, time window) the
-        # matches are sorted as bare ids and only the page's rows are read, not every match in the window.
-        sql = ("SELECT e.id, e.time, e.class_uid, e.kind, e.pid, e.exec_id, e.exe, e.user, e.obj FROM events e"
-               " WHERE e.id IN (SELECT e.id FROM events e" + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY e.id DESC LIMIT ?) ORDER BY e.id DESC")
         args.append(int(limit))
         with self._reader() as conn:
+            if (since is not None or until is not None) and class_uid is None and exec_id is None and not text \
+                    and (pid is not None or exe is not None or user is not None or kind is not None):
+                bounds = _window_ids(conn, since, until)
+                if bounds is not None:
+                    if bounds[0] is None:
+                        return []
+                    where.append("e.id BETWEEN ? AND ?")
+                    args[-1:-1] = bounds
+            # Ids first, then the rows: when an index covers the filters (class + time window, time window) the
+            # matches are sorted as bare ids and only the page's rows are read, not every match in the window.
+            sql = ("SELECT e.id, e.time, e.class_uid, e.kind, e.pid, e.exec_id, e.exe, e.user, e.obj FROM events e"
+                   " WHERE e.id IN (SELECT e.id FROM events e" + (" WHERE " + " AND ".join(where) if where else "")
+                   + " ORDER BY e.id DESC LIMIT ?) ORDER BY e.id DESC")
             rows = conn.execute(sql, args).fetchall()
         return [StoredEvent(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], orjson.loads(r[8])) for r in rows]
 
@@ -861,8 +869,9 @@ class HistoryStore:
         if text:
             where.append("a.id IN (SELECT rowid FROM alerts_fts WHERE alerts_fts MATCH ?)")
             args.append(_fts_query(text))
-        sql = (f"SELECT {_ALERT_COLS} FROM alerts a" + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY a.id DESC LIMIT ?")
+        # ids first (no big object read for rows that only get sorted), then the page's rows
+        sql = (f"SELECT {_ALERT_COLS} FROM alerts a WHERE a.id IN (SELECT a.id FROM alerts a"
+               + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY a.id DESC LIMIT ?) ORDER BY a.id DESC")
         args.append(int(limit))
         with self._reader() as conn:
             rows = conn.execute(sql, args).fetchall()
@@ -901,21 +910,23 @@ class HistoryStore:
         with self._reader() as conn:
             conn.execute("BEGIN")  # one read snapshot for every count
             try:
-                for b, sev, n in conn.execute(
-                        "SELECT (time - ?) / ?, coalesce(severity_id, 0), count(*) FROM alerts"
-                        " WHERE time >= ? AND time < ? GROUP BY 1, 2", (since, bucket_ms, *window)):
-                    over[b]["by_severity"][str(sev)] = n
-                    by_severity[str(sev)] = by_severity.get(str(sev), 0) + n
-                for status, n in conn.execute("SELECT status, count(*) FROM alerts WHERE time >= ? AND time < ?"
-                                              " GROUP BY status", window):
-                    by_status[status] = n
-                # a bare column next to max() comes from the row holding the max: the newest alert's title
-                top_rules = [{"rule": r, "title": t, "count": n} for r, t, _, n in conn.execute(
-                    "SELECT rule, title, max(time), count(*) AS n FROM alerts WHERE time >= ? AND time < ?"
-                    " GROUP BY rule ORDER BY n DESC, rule LIMIT ?", (*window, top))]
-                top_processes = [{"exe": e, "count": n} for e, n in conn.execute(
-                    "SELECT exe, count(*) AS n FROM alerts WHERE time >= ? AND time < ? AND exe IS NOT NULL"
-                    " GROUP BY exe ORDER BY n DESC, exe LIMIT ?", (*window, top))]
+                # one pass over the window's alerts (the columns only, never the objects), counted here
+                rules: Counter[str | None] = Counter()
+                titles: dict[str | None, tuple[int, int, str | None]] = {}
+                exes: Counter[str] = Counter()
+                for aid, t, sev, status, rule, title, exe in conn.execute(
+                        "SELECT id, time, coalesce(severity_id, 0), status, rule, title, exe FROM alerts"
+                        " WHERE time >= ? AND time < ?", window):
+                    key = str(sev)
+                    cell = over[(t - since) // bucket_ms]["by_severity"]
+                    cell[key] = cell.get(key, 0) + 1
+                    by_severity[key] = by_severity.get(key, 0) + 1
+                    by_status[status] = by_status.get(status, 0) + 1
+                    rules[rule] += 1
+                    if rule not in titles or (t, aid) > titles[rule][:2]:
+                        titles[rule] = (t, aid, title)  # the title of the rule's newest alert
+                    if exe is not None:
+                        exes[exe] += 1
                 events = _events_by_class(conn, since, until)
             finally:
                 conn.execute("COMMIT")
@@ -926,8 +937,10 @@ class HistoryStore:
             "alerts_over_time": over,
             "alerts_by_severity": by_severity,
             "alerts_by_status": by_status,
-            "top_rules": top_rules,
-            "top_processes": top_processes,
+            "top_rules": [{"rule": r, "title": titles[r][2], "count": n}
+                          for r, n in sorted(rules.items(), key=lambda kv: (-kv[1], kv[0] or ""))[:top]],
+            "top_processes": [{"exe": e, "count": n}
+                              for e, n in sorted(exes.items(), key=lambda kv: (-kv[1], kv[0]))[:top]],
             "events_by_class": [{"class_uid": c, "count": n}
                                 for c, n in sorted(events.items(), key=lambda kv: (-kv[1], kv[0])) if n],
         }
@@ -1031,6 +1044,28 @@ def _serialise(objs: list[dict[str, Any]]) -> tuple[list[tuple[dict[str, Any], s
 
 def _drop_empty_counts(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM event_counts WHERE n <= 0")
+
+
+WINDOW_IDS_MAX = 500_000  # events in a time window up to which its id range is looked up (see _window_ids)
+
+
+def _window_ids(conn: sqlite3.Connection, since: int | None, until: int | None) -> tuple[int | None, int | None] | None:
+    """The smallest and largest id of the events in [since, until), when the window holds few enough events.
+
+    Added to a query that filters on pid / exe / user / kind and a time window, the bounds let the
+    single-column index scan only the window's part of its rowid-ordered entries instead of every entry
+    newer than the window. (None, None): the window is empty; None: too many events to be worth it.
+    """
+    lo = -(1 << 62) if since is None else since
+    hi = (1 << 62) if until is None else until
+    if lo >= hi:
+        return None, None
+    n = conn.execute("SELECT coalesce(sum(n), 0) FROM event_counts WHERE minute >= ? AND minute <= ?",
+                     (_minute(lo), _minute(hi - 1))).fetchone()[0]
+    if n > WINDOW_IDS_MAX:
+        return None
+    row = conn.execute("SELECT min(id), max(id) FROM events WHERE time >= ? AND time < ?", (lo, hi)).fetchone()
+    return row[0], row[1]
 
 
 def _events_by_class(conn: sqlite3.Connection, since: int, until: int) -> Counter[int]:
