@@ -32,9 +32,10 @@ class Reply:
 
 def call(base: str, method: str, path: str, token: str | None = None, body: Any = None,
          headers: dict[str, str] | None = None, timeout: float = 30.0,
-         context: ssl.SSLContext | None = None) -> Reply:
-    """One HTTP request: (status, lower-case headers, JSON body or text). No token: no Authorization header."""
-    data = json.dumps(body).encode() if body is not None else None
+         context: ssl.SSLContext | None = None, raw: bytes | None = None) -> Reply:
+    """One HTTP request: (status, lower-case headers, JSON body or text). No token: no Authorization header.
+    ``raw``: the request body as is (sent as JSON)."""
+    data = json.dumps(body).encode() if body is not None else raw
     req = urllib.request.Request(base + path, data=data, method=method)
     if token is not None:
         req.add_header("Authorization", f"Bearer {token}")

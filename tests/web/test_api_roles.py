@@ -224,6 +224,17 @@ def test_a_revoked_token_is_401_at_the_next_request(env: Env) -> None:
     assert t2["revoked"] == t["revoked"]
 
 
+def test_a_body_that_is_not_json_is_401_without_a_token(env: Env) -> None:
+    """The body is parsed before the token is checked: without a valid token the answer is still 401."""
+    for token in (None, "se_" + "B" * 43):
+        r = call(env.base, "POST", "/api/v1/policies", token, raw=b"{not json")
+        assert r.status == 401 and r.body == {"detail": "a bearer token is required"}, r
+    r = call(env.base, "POST", "/api/v1/alerts/x/comment", env.tokens["analyst"], raw=b"{not json")
+    assert r.status == 422 and r.body["detail"][0]["type"] == "json_invalid"
+    (last,) = _audit(env)[:1]
+    assert (last["who"], last["role"], last["outcome"]) == ("analyst-user", "analyst", "failed (422)")
+
+
 # -- the audit log ------------------------------------------------------------------------------------------
 
 
