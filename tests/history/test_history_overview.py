@@ -173,7 +173,10 @@ def test_migration_from_version_1_fills_the_counts(tmp_path: Path) -> None:
                      (t, c, json.dumps(make_event(t, time_ms=t, class_uid=c))))
     conn.close()
     with HistoryStore(path, retention_days=None, max_bytes=None) as s:
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
+        # rows written as JSON text by schema 1 read back as they were, beside compressed ones
+        assert [e.obj for e in s.query_events(class_uid=4001)] == [
+            make_event(BASE + 3 * MIN, time_ms=BASE + 3 * MIN, class_uid=4001)]
         ov = s.overview(since=BASE, until=BASE + 4 * MIN)
         assert ov["events_by_class"] == [{"class_uid": 1007, "count": 2}, {"class_uid": 1001, "count": 1},
                                          {"class_uid": 4001, "count": 1}]

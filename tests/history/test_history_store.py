@@ -45,27 +45,28 @@ def store(tmp_path: Path) -> Iterator[HistoryStore]:
 def test_schema_is_versioned_wal_and_reopens(tmp_path: Path) -> None:
     path = tmp_path / "h.db"
     with HistoryStore(path, retention_days=None, max_bytes=None) as s:
-        assert s.schema_version == SCHEMA_VERSION == 2
+        assert s.schema_version == SCHEMA_VERSION == 3
         s.add_event(make_event(1, time_ms=NOW))
         assert s.flush()
     conn = sqlite3.connect(path)
     try:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
         assert conn.execute("PRAGMA page_size").fetchone()[0] == 8192
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master")}
         assert {"events", "alerts", "alert_changes", "events_fts", "alerts_fts", "events_time",
                 "events_class_time", "events_pid", "events_exec_id", "events_exe", "events_user",
-                "alerts_rule", "alerts_severity", "alerts_status", "event_counts", "events_count_delete"} <= names
+                "alerts_rule", "alerts_severity", "alerts_status", "event_counts", "events_count_delete",
+                "zdicts"} <= names
         conn.execute("PRAGMA user_version=99")
         conn.commit()
     finally:
         conn.close()
-    with pytest.raises(OutputError, match=r"h\.db: schema version 99 is newer than this agent's \(2\)"):
+    with pytest.raises(OutputError, match=r"h\.db: schema version 99 is newer than this agent's \(3\)"):
         HistoryStore(path, retention_days=None, max_bytes=None)
     conn = sqlite3.connect(path)
-    conn.execute("PRAGMA user_version=2")
+    conn.execute("PRAGMA user_version=3")
     conn.commit()
     conn.close()
     with HistoryStore(path, retention_days=None, max_bytes=None) as s:
