@@ -144,8 +144,9 @@ def _services(cfg: config.AgentConfig, agent: Agent, backend: Backend, store: Hi
     from sentinel_edge.web.auth import AuthStore, ensure_admin_token
     from sentinel_edge.web.server import ApiServer
 
-    if store is not None and hasattr(store, "writer_alive"):
-        backend.watch("history-writer", store.writer_alive, store.restart_writer)
+    if store is not None:
+        backend.watch("history-writer", store.writer_alive, store.restart_writer,
+                      error=lambda: store.last_writer_error)
     if agent.detection is not None:
         for s in getattr(agent.detection.alerts, "sinks", []):
             if isinstance(s, QueuedSink):
@@ -160,7 +161,7 @@ def _services(cfg: config.AgentConfig, agent: Agent, backend: Backend, store: Hi
             server = ApiServer(create_app(backend), cfg.api)
             server.start()
             backend.server = server
-            backend.watch("api-server", server.alive, server.restart)
+            backend.watch("api-server", server.alive, server.restart, error=server.last_error)
         except SentinelEdgeError as exc:
             log.error("the console and API are not available: %s", exc)
             agent.health_notes.put(f"the console and API are not available: {exc}")
