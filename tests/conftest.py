@@ -20,7 +20,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -29,6 +29,7 @@ HELPERS = ROOT / "tests" / "helpers"
 ARTIFACTS = ROOT / "test-artifacts"
 
 Obj = dict[str, Any]
+T = TypeVar("T")
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -290,6 +291,18 @@ def expect_alert(agent: AgentHandle, rule_id: str, m: Marks, pred: Callable[[Obj
     for t in techniques:
         assert t in got, f"{rule_id}: technique {t} missing from {got}"
     return a
+
+
+def wait_until(fn: Callable[[], T | None], what: str, timeout: float = 15.0, interval: float = 0.1) -> T:
+    """The first true value of ``fn()`` within ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = fn()
+        if got:
+            return got
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout} s")
+        time.sleep(interval)
 
 
 def run_cmd(cmd: list[str], *, check: bool = True, input: bytes | None = None, timeout: float = 60,

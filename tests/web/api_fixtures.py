@@ -8,19 +8,16 @@ import os
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from conftest import run_cmd
+from conftest import run_cmd, wait_until
 
 ROLES = ("viewer", "analyst", "operator", "admin")
 SHADOW_RULE = "se.credential_access.shadow_file_read"
-T = TypeVar("T")
 
 
 @dataclass
@@ -71,16 +68,6 @@ def make_token(state_dir: Path, name: str, role: str) -> str:
     return token
 
 
-def wait_until(fn: Callable[[], T | None], what: str, timeout: float = 15.0, interval: float = 0.1) -> T:
-    """The first true value of ``fn()`` within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(interval)
 
 
 def pin_root_for(tag: str) -> str:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from playwright.sync_api import Browser, ConsoleMessage, Dialog, Page, sync_playwright
 
@@ -27,7 +26,6 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' 
 XSS_IMG = "<img src=x onerror=window.__xss=1>"
 XSS_SCRIPT = "<script>window.__xss=2</script>"
 
-T = TypeVar("T")
 
 
 def artifacts_dir() -> Path:
@@ -38,16 +36,6 @@ def artifacts_dir() -> Path:
     return d
 
 
-def wait_until(fn: Callable[[], T | None], what: str, timeout: float = 10.0, interval: float = 0.1) -> T:
-    """The first true value of ``fn()`` within ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        got = fn()
-        if got:
-            return got
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout} s")
-        time.sleep(interval)
 
 
 @dataclass

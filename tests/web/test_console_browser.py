@@ -33,11 +33,10 @@ from console_helpers import (
     console_page,
     login,
     shot,
-    wait_until,
 )
 from playwright.sync_api import Browser, Page, Route, expect
 
-from conftest import AgentHandle, Obj, run_cmd, start_agent, stop_agent
+from conftest import AgentHandle, Obj, run_cmd, start_agent, stop_agent, wait_until
 
 STATIC = Path(__file__).resolve().parents[2] / "src" / "sentinel_edge" / "web" / "static"
 RULE_SHADOW = "se.credential_access.shadow_file_read"

@@ -29,8 +29,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from sentinel_edge import __version__
 from sentinel_edge.errors import OutputError, PolicyError, SentinelEdgeError
+from sentinel_edge.history.store import AlertChange, StoredEvent
 from sentinel_edge.web import metrics
-from sentinel_edge.web.auth import ALL_PERMISSIONS, Principal
+from sentinel_edge.web.auth import ALL_PERMISSIONS, AuditEntry, Principal, TokenInfo
 from sentinel_edge.web.backend import Backend
 from sentinel_edge.web.live import StreamFilter
 
@@ -57,20 +58,8 @@ KEEPALIVE_S = 10.0
 # ---------------------------------------------------------------- models (the OpenAPI document)
 
 
-class EventOut(BaseModel):
-    id: int
-    time: int
-    class_uid: int
-    kind: str | None
-    pid: int | None
-    exec_id: str | None
-    exe: str | None
-    user: str | None
-    obj: dict[str, Any]
-
-
 class EventPage(BaseModel):
-    items: list[EventOut]
+    items: list[StoredEvent]
     next_before_id: int | None
 
 
@@ -94,21 +83,12 @@ class AlertPage(BaseModel):
     next_before_id: int | None
 
 
-class ChangeOut(BaseModel):
-    time: int
-    who: str
-    action: str
-    old_status: str
-    new_status: str
-    comment: str
-
-
 class AlertDetail(BaseModel):
     alert: AlertOut
-    changes: list[ChangeOut]
+    changes: list[AlertChange]
     process: dict[str, Any] | None
     ancestry: list[dict[str, Any]]
-    events: list[EventOut]
+    events: list[StoredEvent]
 
 
 class CommentIn(BaseModel):
@@ -190,32 +170,13 @@ class WhoAmI(BaseModel):
     permissions: list[str]
 
 
-class AuditOut(BaseModel):
-    id: int
-    time: int
-    who: str
-    role: str
-    action: str
-    target: str
-    detail: str
-    outcome: str
-
-
 class AuditPage(BaseModel):
-    items: list[AuditOut]
+    items: list[AuditEntry]
     next_before_id: int | None
 
 
-class TokenOut(BaseModel):
-    name: str
-    role: str
-    created: int
-    last_used: int | None
-    revoked: int | None
-
-
 class TokenList(BaseModel):
-    items: list[TokenOut]
+    items: list[TokenInfo]
 
 
 class Health(BaseModel):
@@ -428,7 +389,7 @@ def create_app(backend: Backend) -> FastAPI:
         rows = await blocking(lambda: st.query_events(
             since=since, until=until, class_uid=class_uid, kind=kind, pid=pid, exec_id=exec_id, exe=exe,
             user=user, text=_clean(text), limit=limit, before_id=before_id))
-        items = [EventOut(**_row(r)) for r in rows]
+        items = list(rows)
         return EventPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)
 
     @app.get("/api/v1/alerts", response_model=AlertPage, tags=["alerts"])
@@ -458,9 +419,9 @@ def create_app(backend: Backend) -> FastAPI:
         ancestry = [p for p in (proc or {}).get("ancestry", []) if isinstance(p, dict)] if proc else []
         exec_id = (proc or {}).get("uid") or a.exec_id
         evs = await blocking(lambda: st.query_events(exec_id=exec_id, limit=100)) if exec_id else []
-        return AlertDetail(alert=AlertOut(**_row(a)), changes=[ChangeOut(**vars(c)) for c in a.changes],
+        return AlertDetail(alert=AlertOut(**_row(a)), changes=list(a.changes),
                            process={k: v for k, v in proc.items() if k != "ancestry"} if proc else None,
-                           ancestry=ancestry, events=[EventOut(**_row(e)) for e in evs])
+                           ancestry=ancestry, events=list(evs))
 
     async def _change(request: Request, who: Principal, uid: str, action: str, comment: str) -> AlertOut:
         st = store()
@@ -614,7 +575,7 @@ def create_app(backend: Backend) -> FastAPI:
         auth = backend.auth
         assert auth is not None
         rows = await blocking(lambda: auth.audit_log(limit=limit, before_id=before_id))
-        items = [AuditOut(**vars(r)) for r in rows]
+        items = list(rows)
         return AuditPage(items=items, next_before_id=items[-1].id if len(items) == limit else None)
 
     @app.get("/api/v1/tokens", response_model=TokenList, tags=["auth"])
@@ -622,7 +583,7 @@ def create_app(backend: Backend) -> FastAPI:
         auth = backend.auth
         assert auth is not None
         rows = await blocking(auth.tokens)
-        return TokenList(items=[TokenOut(**vars(t)) for t in rows])
+        return TokenList(items=list(rows))
 
     # -- live stream ------------------------------------------------------------------------------
 
