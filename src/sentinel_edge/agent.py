@@ -97,6 +97,7 @@ class Agent:
         self.loop_at = 0.0  # monotonic time of the last pipeline round (/healthz)
         self._rate_mark: tuple[float, int, int] = (time.monotonic(), 0, 0)  # (t, decoded, alerts) of last sample
         self.rates: dict[str, float] = {"events_per_s": 0.0, "alerts_per_s": 0.0}
+        self._history_ok = True
         self.obj_path = obj_path
         self.status_path = status_path or STATUS_DIR / "status.json"
         self.host = host_info()
@@ -197,7 +198,7 @@ class Agent:
                 note = self.health_notes.get_nowait()
             except queue.Empty:
                 break
-            self._health("watchdog", note)
+            self._health("degraded", note, component="watchdog")
             self._flush()
 
     def queue_depth(self) -> int:
@@ -494,6 +495,7 @@ class Agent:
             self.rates = {"events_per_s": round((self.counters.decoded - d0) / (now - t0), 1),
                           "alerts_per_s": round((raised - a0) / (now - t0), 2)}
             self._rate_mark = (now, self.counters.decoded, raised)
+        self._history_health()
         lost = {s: n for s, n in grew.items() if n > 0}
         if lost or user_grew > 0:
             msg = "events lost: " + ", ".join(
@@ -504,6 +506,24 @@ class Agent:
             self._health("loss", msg, kernel_dropped_delta=lost, user_dropped_delta=user_grew, **self._totals())
             self._flush()
         self._write_status(running=True)
+
+    def _history_health(self) -> None:
+        """A health event when the history store stops writing (disk full, I/O error) and when it recovers."""
+        if self.history is None:
+            return
+        st = self.history.stats()
+        healthy = bool(st.get("healthy", True))
+        if healthy == self._history_ok:
+            return
+        self._history_ok = healthy
+        if healthy:
+            self._health("recovered", "history store writes again", component="history", **st)
+        else:
+            msg = f"history store unhealthy: {st.get('health')} (events are counted as dropped, alerts kept " \
+                  "in memory and retried)"
+            log.warning("%s", msg)
+            self._health("degraded", msg, component="history", **st)
+        self._flush()
 
     def status(self) -> dict[str, Any]:
         progs = [asdict(p) for p in self.report.programs] if self.report else []

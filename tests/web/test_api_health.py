@@ -15,7 +15,7 @@ import errno
 import os
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,16 @@ def test_history_on_a_full_disk_is_not_ready_and_recovers(env: Env, tmp_path: Pa
 
     wait_until(ready, "readyz 200 once the disk has room again", 60, 0.2)
     assert call(env.base, "GET", "/readyz").body == {"status": "ready", "problems": []}
+    # and the agent said so in its own event stream: one health event when it broke, one when it recovered
+    def health(what: str) -> Callable[[dict[str, Any]], bool]:
+        return lambda o: (o.get("class_uid") == 1008 and o.get("unmapped", {}).get("health", {}).get("what") == what
+                          and o["unmapped"]["health"].get("component") == "history")
+    broke = env.agent.wait_for(health("degraded"), timeout=10)
+    assert broke["severity_id"] == 3 and broke["status_id"] == 2
+    assert broke["message"].startswith(f"history store unhealthy: history store {env.mnt / 'history.db'}: disk full")
+    assert broke["unmapped"]["health"]["dropped_disk"] > 0
+    back = env.agent.wait_for(health("recovered"), timeout=10)
+    assert back["message"] == "history store writes again" and back["severity_id"] == 1
     assert "sentinel_edge_history_healthy 1.0" in call(env.base, "GET", "/metrics", env.viewer).body.splitlines()
 
 
