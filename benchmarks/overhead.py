@@ -151,7 +151,7 @@ def throughput(loops: str, tmp: Path, quick: bool, extra: list[str] | None = Non
             (w0, d0), (w1, d1) = _history(before), _history(st2)
             print(f"  history: {w1 - w0:,} events committed, {d1 - d0:,} dropped (queue full or disk)")
         best = 0
-        for rate in (20_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000):
+        for rate in (10_000, 15_000, 20_000, 30_000, 50_000, 100_000, 150_000, 200_000, 300_000, 400_000):
             before = drain_wait(handle, 10)
             count = min(int(rate * (1 if quick else 2)), 800_000)
             run_loop(loops, "openrate", str(count), str(rate), str(files))
