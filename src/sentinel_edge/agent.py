@@ -98,6 +98,7 @@ class Agent:
         self._rate_mark: tuple[float, int, int] = (time.monotonic(), 0, 0)  # (t, decoded, alerts) of last sample
         self.rates: dict[str, float] = {"events_per_s": 0.0, "alerts_per_s": 0.0}
         self._history_ok = True
+        self._history_dropped = 0
         self.obj_path = obj_path
         self.status_path = status_path or STATUS_DIR / "status.json"
         self.host = host_info()
@@ -508,22 +509,29 @@ class Agent:
         self._write_status(running=True)
 
     def _history_health(self) -> None:
-        """A health event when the history store stops writing (disk full, I/O error) and when it recovers."""
+        """A health event when the history store fails to write (disk full, I/O error), and when it recovers.
+
+        Events dropped since the last sample count as a failure even when the store already writes again,
+        so a disk that was full for less than a sampling interval is still reported.
+        """
         if self.history is None:
             return
         st = self.history.stats()
-        healthy = bool(st.get("healthy", True))
-        if healthy == self._history_ok:
-            return
-        self._history_ok = healthy
-        if healthy:
-            self._health("recovered", "history store writes again", component="history", **st)
-        else:
-            msg = f"history store unhealthy: {st.get('health')} (events are counted as dropped, alerts kept " \
-                  "in memory and retried)"
+        dropped = int(st.get("dropped_disk", 0))
+        grew = dropped - self._history_dropped
+        self._history_dropped = dropped
+        failing = not st.get("healthy", True) or grew > 0
+        if failing and self._history_ok:
+            self._history_ok = False
+            why = st.get("health") or f"{grew} events could not be written to {self.history.path}"
+            msg = f"history store unhealthy: {why} (events are counted as dropped, alerts kept in memory and retried)"
             log.warning("%s", msg)
             self._health("degraded", msg, component="history", **st)
-        self._flush()
+            self._flush()
+        elif not failing and not self._history_ok:
+            self._history_ok = True
+            self._health("recovered", "history store writes again", component="history", **st)
+            self._flush()
 
     def status(self) -> dict[str, Any]:
         progs = [asdict(p) for p in self.report.programs] if self.report else []
