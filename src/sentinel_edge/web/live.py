@@ -17,6 +17,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from sentinel_edge.history.store import _get
+from sentinel_edge.history.store import _texts as search_texts
+
 #: items waiting for a slow subscriber before the oldest events are dropped (alerts are kept)
 SUBSCRIBER_BUFFER = 5000
 
@@ -46,30 +49,14 @@ class StreamFilter:
 
 
 def _texts(obj: dict[str, Any]) -> list[str]:
-    out: list[str] = []
-    for key in ("actor", "process"):
-        p = obj.get(key)
-        if isinstance(p, dict) and key == "actor":
-            p = p.get("process")
-        if isinstance(p, dict):
-            for k in ("cmd_line", "name"):
-                v = p.get(k)
-                if isinstance(v, str):
-                    out.append(v)
-            f = p.get("file")
-            if isinstance(f, dict) and isinstance(f.get("path"), str):
-                out.append(f["path"])
-    f = obj.get("file")
-    if isinstance(f, dict) and isinstance(f.get("path"), str):
-        out.append(f["path"])
-    for k in ("message",):
-        v = obj.get(k)
+    """What the text filter looks in: the history's full-text fields, process names, message and title."""
+    cmds, paths = search_texts(obj)
+    out = [*cmds.split("\n"), *paths.split("\n")]
+    for v in (_get(obj, "actor", "process", "name"), _get(obj, "process", "name"), obj.get("message"),
+              _get(obj, "finding_info", "title")):
         if isinstance(v, str):
             out.append(v)
-    fi = obj.get("finding_info")
-    if isinstance(fi, dict) and isinstance(fi.get("title"), str):
-        out.append(fi["title"])
-    return out
+    return [t for t in out if t]
 
 
 @dataclass
