@@ -51,6 +51,9 @@ enum se_event_type {
 	SE_EV_BPF         = 44,  /* struct se_bpf  (bpf() by other processes) */
 	SE_EV_IO_URING    = 45,  /* struct se_io_uring */
 	SE_EV_ENFORCE     = 50,  /* struct se_enforce (enforce.bpf.o, ring se_enf_ring) */
+	SE_EV_NETDET      = 60,  /* struct se_netdet (netinspect.bpf.o, ring se_ni_ring) */
+	SE_EV_DNS         = 61,  /* struct se_dns    (netinspect.bpf.o, ring se_ni_ring) */
+	SE_EV_FLOW        = 62,  /* reserved: flow records synthesised by user space from se_ni_flows */
 	SE_EV_LOSS        = 90,  /* reserved: synthesised by user space */
 };
 
@@ -565,6 +568,146 @@ struct se_enforce {
 	__u64 aux;                   /* bpf: the bpf() command; module: syscall number */
 	struct se_str path;          /* exe path (exec: resolved; tamper: current exe) */
 	struct se_str filename;      /* exec: path given to execve (the script for #!) */
+};
+
+/* ---- network inspector (bpf/netinspect/, object netinspect.bpf.o) -------
+ *
+ * XDP (tail-called from slot 0 of the enforcement entry program's
+ * se_xdp_next) runs the detections on ingress; TC clsact ingress and egress
+ * keep the flow table and copy DNS messages. Packets belong to no task in
+ * XDP/TC: the se_proc of these events is zero, user space attributes them
+ * through the socket cookie (egress) and the net sensor's socket events.
+ */
+#define SE_NI_DNS_MAX       1024   /* bytes of a DNS message copied (TCP: with its 2-byte length) */
+#define SE_NI_IPV6_EXT_MAX  8      /* IPv6 extension headers walked before giving up */
+#define SE_NI_VLAN_MAX      2      /* stacked VLAN tags (802.1Q / 802.1ad) */
+
+enum se_ni_hook {
+	SE_NI_HOOK_XDP    = 0,
+	SE_NI_HOOK_TC_IN  = 1,
+	SE_NI_HOOK_TC_OUT = 2,
+	SE_NI_HOOK_MAX    = 3,
+};
+
+/* se_ni_counters (per-CPU array): index hook * SE_NI_C_MAX + counter */
+enum se_ni_counter {
+	SE_NI_C_PACKETS      = 0,   /* packets seen by the hook */
+	SE_NI_C_BYTES        = 1,
+	SE_NI_C_NON_IP       = 2,   /* neither IPv4 nor IPv6 (ARP ...): passed, not parsed */
+	SE_NI_C_BAD_L2       = 3,   /* truncated Ethernet or VLAN header, or more VLAN tags than SE_NI_VLAN_MAX */
+	SE_NI_C_BAD_IPV4     = 4,   /* truncated IPv4 header, version != 4 */
+	SE_NI_C_BAD_IHL      = 5,   /* IHL < 5 or the options run past the packet */
+	SE_NI_C_BAD_IPV6     = 6,   /* truncated IPv6 header or extension header */
+	SE_NI_C_IPV6_EXT_LIMIT = 7, /* more than SE_NI_IPV6_EXT_MAX extension headers (or a loop) */
+	SE_NI_C_BAD_L4       = 8,   /* truncated TCP (or doff < 5) / UDP / ICMP header */
+	SE_NI_C_FRAGMENT     = 9,   /* non-first fragment: no L4 header to parse */
+	SE_NI_C_FLOW_NEW     = 10,  /* flow entries created */
+	SE_NI_C_FLOW_FULL    = 11,  /* flow entry could not be created */
+	SE_NI_C_DNS          = 12,  /* DNS messages emitted */
+	SE_NI_C_DETECTION    = 13,  /* detection events emitted */
+	SE_NI_C_RING_DROPPED = 14,  /* ring full: an event was lost */
+	SE_NI_C_MAX          = 15,
+};
+
+enum se_ni_det_kind {
+	SE_NI_DET_SYN_FLOOD_SRC = 1,   /* SYNs from one source in a window */
+	SE_NI_DET_SYN_FLOOD_ALL = 2,   /* SYNs from all sources in a window (spoofed floods) */
+	SE_NI_DET_PORT_SCAN     = 3,   /* distinct destination ports (TCP and UDP) of one source in a window */
+	SE_NI_DET_ICMP_FLOOD    = 4,   /* ICMP / ICMPv6 echo requests from one source in a window */
+};
+
+enum se_ni_dir { SE_NI_DIR_IN = 0, SE_NI_DIR_OUT = 1 };
+
+/* flow initiator, as first seen by the flow table */
+enum se_ni_initiator {
+	SE_NI_INIT_UNKNOWN = 0,
+	SE_NI_INIT_REMOTE  = 1,    /* first packet inbound (or an inbound SYN without ACK) */
+	SE_NI_INIT_LOCAL   = 2,    /* first packet outbound (or an outbound SYN without ACK) */
+};
+
+enum se_ni_dns_flags {
+	SE_NI_DNS_TRUNC = 1 << 0,  /* the message was longer than what was copied */
+};
+
+/* se_ni_flows key (LRU per-CPU hash): one entry per interface and connection,
+ * both directions in one entry ("local" = this host's side of the interface).
+ * ICMP: lport = echo id (0 for other types), rport = type << 8 | code of the
+ * first packet. Addresses: IPv4 in the first 4 bytes, the rest zero. */
+struct se_ni_flow_key {
+	__u32 ifindex;
+	__u8  family;              /* AF_INET / AF_INET6 */
+	__u8  proto;               /* IPPROTO_TCP / UDP / ICMP / ICMPV6, or another L4 number (ports 0) */
+	__u16 lport;               /* host order */
+	__u16 rport;
+	__u16 _pad0;
+	__u8  laddr[16];
+	__u8  raddr[16];
+	__u32 _pad1;
+};
+
+/* se_ni_flows value, per CPU: user space sums the CPUs (min first_ns, max
+ * last_ns, OR of flags, first non-zero cookie and initiator) */
+struct se_ni_flow {
+	__u64 first_ns;            /* bpf_ktime_get_boot_ns() */
+	__u64 last_ns;
+	__u64 pkts_in;
+	__u64 bytes_in;            /* L3 bytes (IP header included), as the IP total length says */
+	__u64 pkts_out;
+	__u64 bytes_out;
+	__u64 cookie;              /* socket cookie of egress packets (0: none seen) */
+	__u8  flags_in;            /* TCP flags seen inbound, OR-ed */
+	__u8  flags_out;
+	__u8  initiator;           /* enum se_ni_initiator */
+	__u8  _pad0[5];
+};
+
+struct se_netdet {
+	struct se_hdr  hdr;
+	struct se_proc proc;         /* zero: packets belong to no task here */
+	__u32 kind;                  /* enum se_ni_det_kind */
+	__u32 ifindex;
+	__u16 family;                /* AF_INET / AF_INET6 (0 for SYN_FLOOD_ALL) */
+	__u16 protocol;              /* IPPROTO_* of the packet that crossed the threshold */
+	__u16 port;                  /* host order: its destination port (0 for ICMP) */
+	__u16 _pad0;
+	__u8  saddr[16];             /* the source (zero for SYN_FLOOD_ALL) */
+	__u8  daddr[16];             /* the destination of the packet that crossed the threshold */
+	__u64 count;                 /* packets, or distinct ports (scan), in the window so far */
+	__u64 threshold;
+	__u64 window_ns;
+	__u64 window_start_ns;
+};
+
+struct se_dns {
+	struct se_hdr  hdr;
+	struct se_proc proc;         /* zero; user space attributes by cookie */
+	__u32 ifindex;
+	__u8  dir;                   /* enum se_ni_dir */
+	__u8  family;
+	__u8  proto;                 /* IPPROTO_UDP / IPPROTO_TCP */
+	__u8  flags;                 /* enum se_ni_dns_flags */
+	__u16 sport;                 /* host order */
+	__u16 dport;
+	__u16 payload_len;           /* L4 payload bytes of the packet */
+	__u16 _pad0;
+	__u8  saddr[16];
+	__u8  daddr[16];
+	__u64 cookie;                /* socket cookie (egress; 0 when none) */
+	struct se_str msg;           /* the DNS message as copied (TCP: 2-byte length first) */
+	__u32 _pad1;
+};
+
+/* .rodata of netinspect.bpf.o, set by the loader before load */
+struct se_ni_config {
+	__u64 window_ns;             /* detection window (every detection) */
+	__u32 syn_src_threshold;     /* SYNs from one source per window (0: off) */
+	__u32 syn_all_threshold;     /* SYNs from all sources per window (0: off) */
+	__u32 scan_ports_threshold;  /* distinct destination ports per source per window (0: off) */
+	__u32 icmp_threshold;        /* ICMP echo requests per source per window (0: off) */
+	__u32 flows;                 /* 1: keep the flow table in TC */
+	__u32 dns;                   /* 1: copy DNS messages (UDP/TCP port 53) in TC */
+	__u32 dns_max;               /* bytes copied per message, <= SE_NI_DNS_MAX */
+	__u32 _pad0;
 };
 
 /* ---- configuration: .rodata, set by the loader before load ------------- */

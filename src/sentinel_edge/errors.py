@@ -10,6 +10,7 @@
     ├── RuleError            a rule file, rule or Sigma rule is invalid (names file:line:column)
     ├── PolicyError          a policy file or policy is invalid (names file:line:column and field)
     ├── EnforceError         enforcement could not be set up, changed or carried out
+    ├── NetInspectError      the network inspector could not load, attach or read (names the interface)
     └── ApiError             the API server, its tokens or audit log failed
 
 Lower-layer errors (OSError, ctypes failures) are translated at the boundary
@@ -88,3 +89,7 @@ class EnforceError(SentinelEdgeError):
 
 class ApiError(SentinelEdgeError):
     """The REST API could not start, or its token store / audit log failed."""
+
+
+class NetInspectError(SentinelEdgeError):
+    """The network inspector could not be loaded, attached to an interface, or read."""

@@ -24,6 +24,10 @@ KIND_MODULE = "module"
 KIND_BPF = "bpf"
 KIND_IO_URING = "io_uring"
 KIND_HEALTH = "health"
+# network inspector (netinspect.bpf.o): in-kernel detections, DNS messages, flows (from the flow table)
+KIND_NETDET = "netdet"
+KIND_DNS = "dns"
+KIND_FLOW = "flow"
 
 
 @dataclass(slots=True)
