@@ -52,8 +52,6 @@ __all__ = [
 HEADER = struct.Struct("!HHHHHH")  # id, flags, qdcount, ancount, nscount, arcount
 _QFIXED = struct.Struct("!HH")  # type, class
 _RRFIXED = struct.Struct("!HHIH")  # type, class, ttl, rdlength
-# padding appended when salvaging: a record that parses only with it was cut by the end of the bytes
-_PAD = bytes(512)
 # rdata types whose text is one domain name: shown without the final dot, like the query names
 _NAME_RDATA = frozenset({dns.rdatatype.CNAME, dns.rdatatype.DNAME, dns.rdatatype.NS, dns.rdatatype.PTR})
 
@@ -294,7 +292,6 @@ def _salvage(wire: bytes, error: str, cut: bool) -> DnsMessage:
         return _empty(truncated=True, error=error)
     ident, bits, qd, an, ns, ar = HEADER.unpack_from(wire)
     end = len(wire)
-    padded = wire + _PAD
     cur = HEADER.size
     questions: list[DnsQuestion] = []
     answers: list[DnsAnswer] = []
@@ -302,10 +299,10 @@ def _salvage(wire: bytes, error: str, cut: bool) -> DnsMessage:
     truncated = cut
     try:
         for _ in range(qd):
-            if cur >= end:
+            if _name_cut(wire, cur):
                 truncated = True
                 break
-            name, used = dns.name.from_wire(padded, cur)
+            name, used = dns.name.from_wire(wire, cur)
             if cur + used + _QFIXED.size > end:
                 truncated = True
                 break
@@ -316,10 +313,10 @@ def _salvage(wire: bytes, error: str, cut: bool) -> DnsMessage:
                 first = name
         else:
             for _ in range(an):
-                if cur >= end:
+                if _name_cut(wire, cur):
                     truncated = True
                     break
-                name, used = dns.name.from_wire(padded, cur)
+                name, used = dns.name.from_wire(wire, cur)
                 if cur + used + _RRFIXED.size > end:
                     truncated = True
                     break
@@ -331,7 +328,7 @@ def _salvage(wire: bytes, error: str, cut: bool) -> DnsMessage:
                 answers.append(DnsAnswer(_name_text(name), _type_text(rdtype), _class_text(rdclass), ttl,
                                          _salvage_rdata(wire, rdclass, rdtype, start, rdlen)))
                 cur = start + rdlen
-    except Exception:  # a record that does not parse even with padding: malformed, the rest is unknown
+    except Exception:  # a record whose bytes are all there but do not parse: malformed, the rest is unknown
         pass
     labels, label_max, ent = _label_stats(first) if first is not None else (0, 0, 0.0)
     opcode = (bits >> 11) & 0xF
@@ -342,6 +339,21 @@ def _salvage(wire: bytes, error: str, cut: bool) -> DnsMessage:
         answers=tuple(answers), counts=(qd, an, ns, ar), truncated=truncated, error=error,
         labels=labels, label_max=label_max, entropy=ent,
     )
+
+
+def _name_cut(wire: bytes, pos: int) -> bool:
+    """The encoded name at ``pos`` (its own labels, up to the end or a pointer) runs past the bytes."""
+    end = len(wire)
+    while pos < end:
+        n = wire[pos]
+        if n == 0:
+            return False
+        if n & 0xC0 == 0xC0:
+            return pos + 2 > end
+        if n & 0xC0:  # reserved label types: malformed, not cut
+            return False
+        pos += 1 + n
+    return True
 
 
 def _salvage_rdata(wire: bytes, rdclass: int, rdtype: int, start: int, rdlen: int) -> str:
