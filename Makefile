@@ -1,7 +1,8 @@
 # Builds the BPF objects: every bpf/sensors/**/*.bpf.c compiled with clang
 # -target bpf (CO-RE), then linked by the BPF static linker into one object
 # shipped inside the Python package; bpf/enforce/*.bpf.c likewise into the
-# enforcement object; plus the ring header walk
+# enforcement object, bpf/netinspect/*.bpf.c into the network inspector's;
+# plus the ring header walk
 # (src/sentinel_edge/loader/ringwalk.c) as a tiny shared object loaded with
 # ctypes by loader/ringbuf.py (which falls back to Python without it).
 CLANG   ?= clang
@@ -15,6 +16,9 @@ HDRS    := $(shell find bpf -name '*.h')
 ENF     := src/sentinel_edge/_bpf/enforce.bpf.o
 ENFSRCS := $(shell find bpf/enforce -name '*.bpf.c' | sort)
 ENFOBJS := $(patsubst bpf/%.bpf.c,$(BUILD)/%.o,$(ENFSRCS))
+NI      := src/sentinel_edge/_bpf/netinspect.bpf.o
+NISRCS  := $(shell find bpf/netinspect -name '*.bpf.c' | sort)
+NIOBJS  := $(patsubst bpf/%.bpf.c,$(BUILD)/%.o,$(NISRCS))
 WALK    := src/sentinel_edge/_bpf/ringwalk.so
 WALKSRC := src/sentinel_edge/loader/ringwalk.c
 HOSTCFLAGS := -O2 -Wall -Wextra -Werror -fPIC -shared
@@ -22,7 +26,7 @@ CFLAGS  := -g -O2 -Wall -Werror -Wno-unused-function -target bpf -D__TARGET_ARCH
            -Ibpf -Ibpf/include -mcpu=v3
 
 .PHONY: all clean vmlinux
-all: $(OUT) $(ENF) $(WALK)
+all: $(OUT) $(ENF) $(NI) $(WALK)
 
 $(BUILD)/%.o: bpf/%.bpf.c $(HDRS)
 	@mkdir -p $(dir $@)
@@ -37,6 +41,11 @@ $(ENF): $(ENFOBJS)
 	@mkdir -p $(dir $@)
 	$(BPFTOOL) gen object $@ $(ENFOBJS)
 
+# network inspector: XDP (tail-called by the enforcement entry) and TC clsact programs
+$(NI): $(NIOBJS)
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) gen object $@ $(NIOBJS)
+
 $(WALK): $(WALKSRC)
 	@mkdir -p $(dir $@)
 	$(CC) $(HOSTCFLAGS) -o $@ $<
@@ -46,4 +55,4 @@ vmlinux:
 	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > bpf/include/vmlinux.h
 
 clean:
-	rm -rf build $(OUT) $(ENF) $(WALK)
+	rm -rf build $(OUT) $(ENF) $(NI) $(WALK)

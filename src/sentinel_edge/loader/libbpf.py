@@ -86,6 +86,15 @@ _SIGS: dict[str, tuple[Any, list[Any]]] = {
     "bpf_program__attach_cgroup": (c_void_p, [c_void_p, c_int]),
     "bpf_program__attach_xdp": (c_void_p, [c_void_p, c_int]),
     "bpf_map_get_next_key": (c_int, [c_int, c_void_p, c_void_p]),
+    # the network inspector (netinspect/kernel.py): test runs, TC clsact, batched flow reads
+    "bpf_prog_test_run_opts": (c_int, [c_int, c_void_p]),
+    "bpf_tc_hook_create": (c_int, [c_void_p]),
+    "bpf_tc_hook_destroy": (c_int, [c_void_p]),
+    "bpf_tc_attach": (c_int, [c_void_p, c_void_p]),
+    "bpf_tc_detach": (c_int, [c_void_p, c_void_p]),
+    "bpf_map_lookup_batch": (c_int, [c_int, c_void_p, c_void_p, c_void_p, c_void_p,
+                                     ctypes.POINTER(ctypes.c_uint32), c_void_p]),
+    "bpf_obj_get_info_by_fd": (c_int, [c_int, c_void_p, ctypes.POINTER(ctypes.c_uint32)]),
 }
 
 
