@@ -305,7 +305,7 @@
 
   const NAV = [
     ["overview", "Overview"], ["alerts", "Alerts"], ["live", "Live"], ["search", "Search"],
-    ["rules", "Rules"], ["policies", "Policies"], ["health", "Health"],
+    ["network", "Network"], ["rules", "Rules"], ["policies", "Policies"], ["health", "Health"],
   ];
 
   function renderShell() {
@@ -369,7 +369,7 @@
     clear(main);
     const pages = {
       overview: pageOverview, alerts: parts.length > 1 ? pageAlertDetail : pageAlerts, live: pageLive,
-      search: pageSearch, rules: pageRules, policies: pagePolicies, health: pageHealth,
+      search: pageSearch, network: pageNetwork, rules: pageRules, policies: pagePolicies, health: pageHealth,
     };
     const fn = pages[name];
     if (!fn) {
@@ -986,7 +986,12 @@
     const cmd = get(o, "process.cmd_line", "");
     const msg = o.message || "";
     if (o.class_uid === 1007 && get(o, "unmapped.event", "") === "exec" && cmd) return `${msg} · ${cmd}`;
-    return msg || get(o, "file.path", "") || cmd;
+    if (msg) return msg;
+    if (o.class_uid === 4003 && get(o, "query.hostname", "")) {
+      return `DNS ${o.activity_id === 2 ? "response" : "query"} ${str(o.query.hostname)} ${str(get(o, "query.type", ""))}${o.rcode ? ` ${str(o.rcode)}` : ""}`;
+    }
+    if (o.class_uid === 4001 && o.traffic && o.src_endpoint) return `${ipPort(o.src_endpoint)} → ${ipPort(o.dst_endpoint)}`;
+    return get(o, "file.path", "") || cmd;
   }
 
   // -- search -------------------------------------------------------------------------------------------
@@ -1164,6 +1169,279 @@
       } catch (e) { flashError(e); }
     });
     return form;
+  }
+
+  // -- network ------------------------------------------------------------------------------------------
+
+  // Kernel counters of the packet inspector (bpf/shared/events.h, enum se_ni_counter), in table order.
+  const NI_HOOKS = [["xdp", "XDP ingress"], ["tc_ingress", "TC ingress"], ["tc_egress", "TC egress"]];
+  const NI_COUNTERS = [
+    ["packets", "Packets", ""], ["bytes", "Bytes", ""],
+    ["non_ip", "Not IP (passed)", ""], ["fragment", "Non-first fragments", ""],
+    ["bad_l2", "Parse failure: Ethernet / VLAN", "fail"], ["bad_ipv4", "Parse failure: IPv4 header", "fail"],
+    ["bad_ihl", "Parse failure: IPv4 IHL / options", "fail"], ["bad_ipv6", "Parse failure: IPv6 header", "fail"],
+    ["ipv6_ext_limit", "Parse failure: IPv6 extension headers", "fail"], ["bad_l4", "Parse failure: TCP / UDP / ICMP", "fail"],
+    ["flow_new", "Flow entries created", ""], ["flow_full", "Flow entries refused", "fail"],
+    ["dns", "DNS messages emitted", ""], ["detection", "Detections emitted", ""],
+    ["ring_dropped", "Ring full: events lost", "fail"],
+  ];
+  const NI_FAILURES = ["bad_l2", "bad_ipv4", "bad_ihl", "bad_ipv6", "ipv6_ext_limit", "bad_l4"];
+  const NI_DETECTIONS = { syn_flood: "SYN flood (one source)", syn_flood_total: "SYN flood (all sources)", port_scan: "Port scan", icmp_flood: "ICMP flood" };
+  const NI_EVENTS_LIMIT = 50;
+
+  // Characters that would be invisible or reorder text (C0/C1 controls, zero-width and bidi controls) are
+  // shown as \xNN / \uNNNN escapes in a marked span, so a hostile DNS name is visible as what it is.
+  const INVISIBLE = /[\u0000-\u001f\u007f-\u009f\u00ad\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]/g;
+
+  function visible(v) {
+    const text = str(v);
+    const out = [];
+    let last = 0;
+    for (const m of text.matchAll(INVISIBLE)) {
+      if (m.index > last) out.push(text.slice(last, m.index));
+      const n = m[0].codePointAt(0);
+      out.push(h("span", { class: "ctl", title: `U+${n.toString(16).toUpperCase().padStart(4, "0")}` },
+        n < 0x100 ? `\\x${n.toString(16).padStart(2, "0")}` : `\\u${n.toString(16).padStart(4, "0")}`));
+      last = m.index + m[0].length;
+    }
+    if (last < text.length || !out.length) out.push(text.slice(last));
+    return out;
+  }
+
+  function ipPort(ep) {
+    const ip = str(get(ep, "ip", ""));
+    const port = get(ep, "port", null);
+    if (port === null || port === "" || port === 0) return ip;
+    return ip.includes(":") ? `[${ip}]:${str(port)}` : `${ip}:${str(port)}`;
+  }
+
+  function endpointIf(o) {
+    return get(o, "src_endpoint.interface_name", "") || get(o, "dst_endpoint.interface_name", "");
+  }
+
+  function procCell(o, testid) {
+    const p = get(o, "actor.process", null);
+    if (!p || get(p, "pid", null) === null) return h("td", { class: "sub", testid }, "—");
+    const uid = get(p, "uid", "");
+    const label = [visible(get(p, "name", "") || procExe(p)), h("span", { class: "sub" }, ` [${str(p.pid)}]`)];
+    return h("td", { class: "mono", testid, "data-pid": str(p.pid) },
+      uid ? h("a", { href: routeWith("#/search", { exec_id: uid }), title: "events of this process" }, label) : label);
+  }
+
+  function isNetworkRule(r) {
+    const file = str(r.file).split("/").pop();
+    const tags = (r.tags || []).map((t) => str(t).toLowerCase());
+    return /network/i.test(file) || tags.includes("netinspect") || tags.includes("dns");
+  }
+
+  async function pageNetwork(main, page) {
+    const auto = h("input", { type: "checkbox", testid: "network-auto", checked: true });
+    const refresh = h("button", { type: "button", testid: "network-refresh" }, "Refresh");
+    const stamp = h("span", { class: "sub", testid: "network-updated" });
+    const body = h("div", { testid: "network" }, loading());
+    main.append(pageHeader("Network", stamp, h("label", { class: "check" }, auto, "auto-refresh"), refresh), body);
+    let busy = false;
+    let loads = 0;
+    const load = async () => {
+      if (busy) return;
+      busy = true;
+      try {
+        const opts = { signal: page.signal };
+        const [net, flows, dns, alerts] = await Promise.all([
+          api("/network", opts),
+          api(`/events?${toQuery({ kind: "flow", limit: NI_EVENTS_LIMIT })}`, opts),
+          api(`/events?${toQuery({ class_uid: 4003, limit: NI_EVENTS_LIMIT })}`, opts),
+          networkAlerts(page.signal),
+        ]);
+        if (!page.alive()) return;
+        clear(body).append(renderNetwork(net, flows.items || [], dns.items || [], alerts));
+        loads += 1;
+        body.setAttribute("data-loads", String(loads));
+        stamp.textContent = `updated ${fmtTime(Date.now()).slice(11, 19)}`;
+      } finally {
+        busy = false;
+      }
+    };
+    refresh.addEventListener("click", () => { load().catch(flashError); });
+    await load();
+    page.every(5000, () => { if (auto.checked) load().catch(() => undefined); });
+  }
+
+  // The alerts of the network rules: the alerts API filters by one rule id, so one query per rule, merged.
+  async function networkAlerts(signal) {
+    const rules = [...(await rulesCatalogue(signal)).values()].filter(isNetworkRule);
+    const pages = await Promise.all(rules.map((r) => api(`/alerts?${toQuery({ rule: r.id, limit: NI_EVENTS_LIMIT })}`, { signal })));
+    const items = pages.flatMap((p) => p.items || []).sort((a, b) => b.id - a.id).slice(0, NI_EVENTS_LIMIT);
+    const counts = new Map();
+    pages.forEach((p, i) => counts.set(rules[i].id, (p.items || []).length));
+    return { rules, items, counts };
+  }
+
+  function renderNetwork(net, flows, dns, alerts) {
+    const settings = net.settings || {};
+    const ifaces = Object.entries(net.interfaces || {});
+    const problems = Object.entries(net.problems || {});
+    const counters = net.counters || {};
+    let failures = 0;
+    let ringDropped = 0;
+    for (const c of Object.values(counters)) {
+      for (const k of NI_FAILURES) failures += Number((c || {})[k]) || 0;
+      ringDropped += Number((c || {}).ring_dropped) || 0;
+    }
+    const detections = Object.entries(net.detections || {});
+    const blocks = net.blocks_in_force || [];
+    const enabled = Boolean(net.enabled);
+
+    const cards = h("div", { class: "cards" },
+      card("Inspector", enabled ? "on" : "off", enabled ? "packet inspection running" : "set network.interfaces to inspect", "card-net-enabled"),
+      card("Interfaces", `${fmtNum(ifaces.length)}`, problems.length ? `${fmtNum(problems.length)} with problems` : "attached, no problems", "card-net-interfaces"),
+      card("Parse failures", fmtNum(failures), "packets passed unparsed", "card-net-failures"),
+      card("Ring drops", fmtNum(ringDropped), "inspector events lost", "card-net-ring"),
+      card("Detections", fmtNum(detections.reduce((a, [, n]) => a + (Number(n) || 0), 0)), "floods and scans", "card-net-detections"),
+      card("Blocks in force", fmtNum(blocks.length), settings.drop ? `drop on, ${fmtNum(settings.drop_ttl_s)} s` : "drop off", "card-net-blocks"));
+
+    const ifRows = [
+      ...ifaces.map(([spec, i]) => h("tr", { testid: "net-if-row", "data-spec": spec, "data-state": "attached" },
+        h("td", { class: "mono", testid: "net-if-spec" }, visible(spec)),
+        h("td", { class: "mono", testid: "net-if-name" }, visible(get(i, "name", ""))),
+        h("td", { class: "mono", testid: "net-if-netns" }, i && i.netns ? visible(i.netns) : h("span", { class: "sub" }, "the agent's")),
+        h("td", { testid: "net-if-hooks" }, [i && i.xdp ? "xdp" : null, i && i.tc ? "tc ingress + egress" : null].filter(Boolean).join(", ")),
+        h("td", { testid: "net-if-state" }, h("span", { class: ["badge", "status-resolved"] }, "attached")),
+        h("td", null, ""))),
+      ...problems.map(([spec, why]) => h("tr", { testid: "net-if-row", "data-spec": spec, "data-state": "problem", class: "row-bad" },
+        h("td", { class: "mono", testid: "net-if-spec" }, visible(spec)),
+        h("td", null, ""), h("td", null, ""), h("td", null, ""),
+        h("td", { testid: "net-if-state" }, "not attached"),
+        h("td", { class: "wrap", testid: "net-if-problem" }, visible(why)))),
+    ];
+
+    const hooks = NI_HOOKS.filter(([id]) => counters[id]).concat(
+      Object.keys(counters).filter((id) => !NI_HOOKS.some(([k]) => k === id)).map((id) => [id, id]));
+    const names = NI_COUNTERS.concat(
+      [...new Set(Object.values(counters).flatMap((c) => Object.keys(c || {})))]
+        .filter((k) => !NI_COUNTERS.some(([n]) => n === k)).map((k) => [k, k, ""]));
+    const counterRows = names.map(([key, label, kind]) => h("tr", { testid: "net-counter-row", "data-counter": key, class: kind === "fail" ? "fail-counter" : "" },
+      h("th", { class: "mono" }, label, h("span", { class: "sub" }, ` ${key}`)),
+      hooks.map(([hook]) => {
+        const v = Number(get(counters, `${hook}.${key}`, 0)) || 0;
+        return h("td", { class: ["num", kind === "fail" && v ? "bad" : ""], testid: "net-counter", "data-hook": hook, "data-value": v,
+          title: key === "bytes" ? fmtBytes(v) : null }, fmtNum(v));
+      })));
+
+    const detRows = detections.map(([kind, n]) => h("tr", { testid: "net-detection-row", "data-kind": kind },
+      h("td", null, NI_DETECTIONS[kind] || kind, h("span", { class: "sub mono" }, ` ${kind}`)),
+      h("td", { class: "num", testid: "net-detection-count" }, fmtNum(n))));
+
+    const blockRows = blocks.map((b) => h("tr", { testid: "net-block-row", "data-address": str(b.address) },
+      h("td", { class: "mono", testid: "net-block-address" }, visible(b.address)),
+      h("td", { class: "num", testid: "net-block-expires" }, `${fmtNum(Number(b.expires_in_s) || 0)} s`),
+      h("td", { class: "wrap", testid: "net-block-reason" }, visible(b.reason || "")),
+      h("td", { class: "mono sub" }, visible(b.rule_id || ""))));
+
+    const settingsView = {
+      xdp: settings.xdp, tc: settings.tc, flows: settings.flows, dns: settings.dns,
+      window_ms: settings.window_ms, syn_flood_per_source: settings.syn_flood_per_source,
+      syn_flood_total: settings.syn_flood_total, port_scan_ports: settings.port_scan_ports,
+      icmp_flood: settings.icmp_flood, drop: settings.drop, drop_ttl_s: settings.drop_ttl_s,
+      flow_interval_s: settings.flow_interval_s,
+    };
+    for (const [k, v] of Object.entries(settings)) if (!(k in settingsView)) settingsView[k] = v;
+    const stats = {};
+    for (const k of ["flows_exported", "flows_closed", "dns", "dns_parse_errors", "attributed", "unattributed",
+      "blocks", "blocks_refused", "wire_errors", "held"]) {
+      if (net[k] !== undefined) stats[k] = net[k];
+    }
+
+    return h("div", null,
+      enabled ? null : h("div", { class: "flash flash-warn", testid: "net-disabled" },
+        "The packet inspector is not running: list interfaces in network.interfaces (docs/network.md)."),
+      net.counters_error ? h("div", { class: "error", testid: "net-counters-error" }, "Kernel counters unavailable: ", visible(net.counters_error)) : null,
+      cards,
+      panel("Interfaces", table(["Interface", "Name", "Namespace", "Hooks", "State", "Problem"], ifRows, "net-interfaces")),
+      h("div", { class: "grid" },
+        panel("Settings", kvTable(settingsView, "net-settings")),
+        panel("Pipeline", kvTable(stats, "net-stats"))),
+      panel("Kernel counters", table(["Counter", ...hooks.map(([, label]) => label)], hooks.length ? counterRows : [], "net-counters", "counters")),
+      h("div", { class: "grid" },
+        panel("Detections", table(["Kind", "Events"], detRows, "net-detections")),
+        panel("Blocks in force", table(["Address", "Expires in", "Reason", "Rule"], blockRows, "net-blocks"))),
+      panel("Network alerts", networkAlertsView(alerts)),
+      panel("Recent flows", flowsTable(flows),
+        h("div", { class: "sub" }, h("a", { href: routeWith("#/search", { kind: "flow" }) }, "all flow records in Search"))),
+      panel("Recent DNS", dnsTable(dns),
+        h("div", { class: "sub" }, h("a", { href: routeWith("#/search", { class_uid: 4003 }) }, "all DNS events in Search"))));
+  }
+
+  function networkAlertsView(alerts) {
+    const links = alerts.rules.map((r) => h("a", { href: routeWith("#/alerts", { rule: r.id }), testid: "net-rule-link", "data-rule": r.id, class: "rule-chip" },
+      r.title || r.id, h("span", { class: "sub" }, ` ${alerts.counts.get(r.id) >= NI_EVENTS_LIMIT ? `${NI_EVENTS_LIMIT}+` : fmtNum(alerts.counts.get(r.id) || 0)}`)));
+    const rows = alerts.items.map(alertRow);
+    return h("div", null,
+      links.length ? h("div", { class: "chips", testid: "net-rules" }, links) : h("p", { class: "sub", testid: "net-rules-none" }, "No network rules are loaded."),
+      h("table", { class: "data", testid: "net-alerts" },
+        h("thead", null, h("tr", null, ["Time", "Severity", "Alert", "Process", "User", "Status", ""].map((x) => h("th", null, x)))),
+        h("tbody", null, rows.length ? rows : h("tr", { class: "empty" }, h("td", { colspan: 7 }, "No network alerts.")))));
+  }
+
+  // The flow table is exported again whenever a flow changed: show each flow's newest record.
+  function flowsTable(events) {
+    const seen = new Map();
+    for (const e of events) {
+      const o = e.obj || {};
+      const key = [endpointIf(o), get(o, "connection_info.protocol_num", ""), ipPort(o.src_endpoint), ipPort(o.dst_endpoint)].join("|");
+      const got = seen.get(key);
+      if (got) got.records += 1;
+      else seen.set(key, { e, records: 1 });
+    }
+    const rows = [...seen.values()].map(({ e, records }) => {
+      const o = e.obj || {};
+      const t = o.traffic || {};
+      const state = o.activity_id === 2 ? "closed" : o.activity_id === 6 ? "active" : (o.activity_name || str(o.activity_id));
+      return h("tr", { testid: "net-flow-row", "data-id": e.id, "data-records": records, "data-src": ipPort(o.src_endpoint), "data-dst": ipPort(o.dst_endpoint),
+        "data-interface": endpointIf(o), "data-proto": str(get(o, "connection_info.protocol_num", "")) },
+        h("td", { class: "nowrap" }, fmtTime(e.time)),
+        h("td", { class: "mono", testid: "flow-interface" }, visible(endpointIf(o))),
+        h("td", { class: "mono nowrap" }, h("span", { testid: "flow-src" }, ipPort(o.src_endpoint)), " → ", h("span", { testid: "flow-dst" }, ipPort(o.dst_endpoint))),
+        h("td", { testid: "flow-proto" }, str(get(o, "connection_info.protocol_name", "")).toUpperCase() || str(get(o, "connection_info.protocol_num", ""))),
+        // OCSF traffic: *_out = source (initiator) to destination, *_in = back
+        h("td", { class: "num nowrap", title: "initiator → responder / responder → initiator" },
+          h("span", { testid: "flow-packets-out" }, fmtNum(t.packets_out || 0)), " / ", h("span", { testid: "flow-packets-in" }, fmtNum(t.packets_in || 0))),
+        h("td", { class: "num nowrap", title: "initiator → responder / responder → initiator" },
+          h("span", { testid: "flow-bytes-out" }, fmtNum(t.bytes_out || 0)), " / ", h("span", { testid: "flow-bytes-in" }, fmtNum(t.bytes_in || 0))),
+        h("td", { testid: "flow-state" }, state),
+        procCell(o, "flow-process"),
+        h("td", { class: "mono sub", testid: "flow-community-id" }, str(get(o, "connection_info.community_uid", ""))),
+        h("td", null, detailsToggle(o)));
+    });
+    return h("div", { class: "scroll-short" },
+      table(["Time", "Interface", "Initiator → responder", "Protocol", "Packets → / ←", "Bytes → / ←", "State", "Process", "Community ID", ""], rows, "net-flows"));
+  }
+
+  function dnsAnswers(o) {
+    const answers = Array.isArray(o.answers) ? o.answers : [];
+    return answers.map((a) => h("div", { testid: "dns-answer" },
+      h("span", { class: "sub" }, `${str(get(a, "type", ""))} `), visible(get(a, "rdata", "")),
+      get(a, "ttl", null) !== null ? h("span", { class: "sub" }, ` ttl ${str(a.ttl)}`) : null));
+  }
+
+  function dnsTable(events) {
+    const rows = events.map((e) => {
+      const o = e.obj || {};
+      const response = o.activity_id === 2;
+      return h("tr", { testid: "net-dns-row", "data-id": e.id, "data-activity": response ? "response" : "query", "data-hostname": str(get(o, "query.hostname", "")) },
+        h("td", { class: "nowrap" }, fmtTime(e.time)),
+        h("td", { testid: "dns-activity" }, response ? "response" : o.activity_id === 1 ? "query" : (o.activity_name || str(o.activity_id))),
+        h("td", { class: "mono wrap", testid: "dns-name" }, visible(get(o, "query.hostname", ""))),
+        h("td", { testid: "dns-type" }, visible(get(o, "query.type", ""))),
+        h("td", { testid: "dns-rcode" }, response ? visible(o.rcode || str(get(o, "rcode_id", ""))) : ""),
+        h("td", { class: "mono wrap", testid: "dns-answers" }, dnsAnswers(o)),
+        h("td", { class: "mono nowrap sub" }, ipPort(o.src_endpoint), " → ", ipPort(o.dst_endpoint)),
+        h("td", { class: "mono", testid: "dns-interface" }, visible(endpointIf(o))),
+        procCell(o, "dns-process"),
+        h("td", null, detailsToggle(o)));
+    });
+    return h("div", { class: "scroll-short" },
+      table(["Time", "Message", "Query name", "Type", "Response code", "Answers", "Client → server", "Interface", "Process", ""], rows, "net-dns"));
   }
 
   // -- health -------------------------------------------------------------------------------------------
