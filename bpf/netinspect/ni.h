@@ -44,6 +44,7 @@
 #define SE_NI_DNS_PORT       53
 #define SE_NI_TCP_FIN        0x01
 #define SE_NI_TCP_SYN        0x02
+#define SE_NI_TCP_RST        0x04
 #define SE_NI_TCP_ACK        0x10
 #define SE_NI_ICMP_ECHO      8      /* ICMP echo request / reply types */
 #define SE_NI_ICMP_ECHOREPLY 0
@@ -372,6 +373,26 @@ static __always_inline int se_ni__is_echo(const struct se_ni_pkt *p)
 	return t == SE_NI_ICMP6_ECHO || t == SE_NI_ICMP6_ECHOREPLY;
 }
 
+/*
+ * Is an egress packet sent by the socket of the flow's local end? Not SYN-ACKs
+ * (a request socket's), RSTs and pure ACKs (also sent by the namespace's
+ * control socket, for TIME_WAIT), nor ICMP other than echo requests (replies
+ * and errors come from the kernel's ICMP socket): their cookie would name no
+ * process, or the wrong one.
+ */
+static __always_inline int se_ni__owned(const struct se_ni_pkt *p)
+{
+	__u8 flags = p->tcp_flags;
+	if (p->proto == SE_NI_PROTO_TCP)
+		return !(flags & SE_NI_TCP_RST) &&
+		       ((flags & (SE_NI_TCP_SYN | SE_NI_TCP_ACK)) == SE_NI_TCP_SYN || (flags & SE_NI_TCP_FIN) ||
+			p->payload_len > 0);
+	if ((p->proto == SE_NI_PROTO_ICMP && p->family == SE_NI_AF_INET) ||
+	    (p->proto == SE_NI_PROTO_ICMPV6 && p->family == SE_NI_AF_INET6))
+		return p->icmp_type == SE_NI_ICMP_ECHO || p->icmp_type == SE_NI_ICMP6_ECHO;
+	return 1;
+}
+
 static __always_inline void se_ni__flow(struct __sk_buff *skb, __u32 hook, __u32 dir, struct se_ni_pkt *p,
 					__u64 now)
 {
@@ -435,7 +456,7 @@ static __always_inline void se_ni__flow(struct __sk_buff *skb, __u32 hook, __u32
 		f->pkts_out += 1;
 		f->bytes_out += p->ip_bytes;
 		f->flags_out |= flags;
-		if (!f->cookie)
+		if (!f->cookie && se_ni__owned(p))
 			f->cookie = bpf_get_socket_cookie(skb);
 	}
 }

@@ -11,6 +11,7 @@ this namespace (ifindex 1) and no packet leaves the kernel.
 from __future__ import annotations
 
 import ipaddress
+import os
 import struct
 import time
 from collections.abc import Iterator
@@ -367,8 +368,37 @@ def test_udp_over_ipv6_and_icmp_echo_flows(probe: Probe) -> None:
     e = flows[(LO, AF_INET, 1, a16("10.5.3.1"), a16("10.5.3.2"), 0x4242, 8 << 8)]
     assert (e.pkts_out, e.bytes_out, e.pkts_in, e.bytes_in, e.initiator) == (1, 84, 1, 84, INIT_LOCAL)
     e6 = flows[(LO, AF_INET6, 58, a16("fd05::1"), a16("fd05::3"), 7, 128 << 8)]
-    assert (e6.pkts_in, e6.pkts_out, e6.initiator, e6.cookie != 0) == (1, 1, INIT_REMOTE, True)
+    # the echo reply is the kernel's: no owner's cookie; our echo request has one
+    assert (e6.pkts_in, e6.pkts_out, e6.initiator, e6.cookie) == (1, 1, INIT_REMOTE, 0)
+    assert e.cookie != 0
     assert flows[(LO, AF_INET, 1, a16("10.5.3.1"), a16("10.5.3.2"), 0, 3 << 8 | 3)].cookie == 0  # inbound only
+
+
+def test_the_cookie_comes_only_from_packets_of_the_local_socket(probe: Probe) -> None:
+    def out(sport: int, flags: str, data: bytes = b"") -> bytes:
+        return raw(eth(IP(src="10.5.4.1", dst="10.5.4.2") / TCP(sport=sport, dport=80, flags=flags) / Raw(data)))
+
+    # a listener's SYN-ACK (request socket), a pure ACK (maybe the namespace's TIME_WAIT socket), a RST
+    for sport, flags in ((1001, "SA"), (1002, "A"), (1003, "R"), (1004, "RA")):
+        probe.run(TC_OUT, out(sport, flags))
+    # a connecting SYN, data, a FIN: the local socket's own
+    for sport, flags, data in ((2001, "S", b""), (2002, "PA", b"x"), (2003, "FA", b"")):
+        probe.run(TC_OUT, out(sport, flags, data))
+    got = {f.lport: f.cookie for f in probe.k.read_flows()}
+    assert set(got) == {1001, 1002, 1003, 1004, 2001, 2002, 2003}
+    assert [got[p] for p in (1001, 1002, 1003, 1004)] == [0, 0, 0, 0]
+    assert all(got[p] != 0 for p in (2001, 2002, 2003))
+    # the first cookie stays (each test run has a socket of its own): on one CPU, so both land in one value
+    probe.clear_flows()
+    cpus = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {min(cpus)})
+    try:
+        probe.run(TC_OUT, out(3001, "S"))
+        first = probe.k.read_flows()[0].cookie
+        probe.run(TC_OUT, out(3001, "PA", b"y"))
+        assert probe.k.read_flows()[0].cookie == first != 0
+    finally:
+        os.sched_setaffinity(0, cpus)
 
 
 def test_flows_off_keeps_no_table_and_delete_flows_forgets() -> None:
