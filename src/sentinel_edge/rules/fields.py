@@ -39,15 +39,18 @@ from sentinel_edge.model import (
     KIND_BPF,
     KIND_COMM,
     KIND_CRED,
+    KIND_DNS,
     KIND_EXEC,
     KIND_EXIT,
     KIND_FILE,
+    KIND_FLOW,
     KIND_FORK,
     KIND_IO_URING,
     KIND_MEM,
     KIND_MEMFD,
     KIND_MODULE,
     KIND_NET,
+    KIND_NETDET,
     KIND_NS,
     KIND_PTRACE,
     Event,
@@ -56,6 +59,7 @@ from sentinel_edge.model import (
 from sentinel_edge.output.ocsf import file as ocsf_file
 from sentinel_edge.output.ocsf import kernel as ocsf_kernel
 from sentinel_edge.output.ocsf import memory as ocsf_memory
+from sentinel_edge.output.ocsf import netinspect as ocsf_ni
 from sentinel_edge.output.ocsf import network as ocsf_net
 from sentinel_edge.output.ocsf import privilege as ocsf_priv
 from sentinel_edge.output.ocsf.common import text as _text
@@ -947,3 +951,143 @@ _add(FieldSpec("io_uring.opcode", "str", _io_uring(ocsf_kernel.OP_IO_URING_SUBMI
                doc="IORING_OP_* name, lower case, without the prefix"))
 _add(FieldSpec("io_uring.entries", "int", _io_uring(ocsf_kernel.OP_IO_URING_SETUP, lambda d: d.get("entries", 0)),
                _IO_URING, doc="setup: queue size"))
+
+
+# ---------------------------------------------------------------- dns.*, netdet.*, flow.* (network inspector)
+
+_DNS = frozenset({KIND_DNS})
+_NETDET = frozenset({KIND_NETDET})
+_FLOW = frozenset({KIND_FLOW})
+
+
+def _dns(fn: Callable[[dict[str, Any]], Any]) -> Callable[[Event], Any]:
+    """Getter over the stage's parse of the message (``data["parsed"]``, parse_dns(...).as_dict())."""
+    def get(e: Event) -> Any:
+        if e.kind != KIND_DNS:
+            return None
+        p = e.data.get("parsed")
+        return fn(p) if isinstance(p, dict) and p.get("id") is not None else None
+
+    return get
+
+
+def _dns_question(key: str) -> Callable[[dict[str, Any]], str | None]:
+    def get(p: dict[str, Any]) -> str | None:
+        qs = p.get("questions")
+        if not qs:
+            return None
+        v: str = qs[0][key]
+        return v
+
+    return get
+
+
+def _dns_rcode(p: dict[str, Any]) -> str | None:
+    return str(p.get("rcode")) if p.get("response") else None
+
+
+def _dns_answers(p: dict[str, Any]) -> list[str] | None:
+    if not p.get("response"):
+        return None
+    return [str(a["data"]) for a in p.get("answers") or ()]
+
+
+def _dns_label_stat(key: str) -> Callable[[dict[str, Any]], Any]:
+    def get(p: dict[str, Any]) -> Any:
+        return p.get(key) if p.get("questions") else None
+
+    return get
+
+
+_add(FieldSpec("dns.query", "str", _dns(_dns_question("name")), _DNS, doc="first question's name"))
+_add(FieldSpec("dns.query_type", "str", _dns(_dns_question("type")), _DNS, doc="first question's type"))
+_add(FieldSpec("dns.domain", "str", _dns(_dns_label_stat("domain")), _DNS,
+               doc="last two labels of dns.query, lower case"))
+_add(FieldSpec("dns.response", "bool", _dns(lambda p: bool(p.get("response"))), _DNS, doc="QR bit"))
+_add(FieldSpec("dns.rcode", "str", _dns(_dns_rcode), _DNS, doc="response code name (responses)"))
+_add(FieldSpec("dns.answers", "list[str]", _dns(_dns_answers), _DNS, doc="answer data (responses)"))
+_add(FieldSpec("dns.labels", "int", _dns(_dns_label_stat("labels")), _DNS, doc="labels of dns.query"))
+_add(FieldSpec("dns.label_max", "int", _dns(_dns_label_stat("label_max")), _DNS, doc="longest label, bytes"))
+_add(FieldSpec("dns.entropy", "float", _dns(_dns_label_stat("entropy")), _DNS,
+               doc="entropy of the labels left of dns.domain, bits per byte"))
+
+
+def _netdet(fn: Callable[[dict[str, Any]], Any]) -> Callable[[Event], Any]:
+    def get(e: Event) -> Any:
+        return fn(e.data) if e.kind == KIND_NETDET else None
+
+    return get
+
+
+def _netdet_ip(raw_key: str) -> Callable[[dict[str, Any]], str | None]:
+    memo = "se_" + raw_key
+
+    def get(d: dict[str, Any]) -> str | None:
+        ip: str | None = d.get(memo)
+        if ip is None:
+            family = int(d.get("family", 0))
+            if not family:  # the aggregate SYN flood has no source; its destination is still an address
+                family = ocsf_ni.AF_INET6 if any(bytes(d.get(raw_key) or b"")[4:]) else ocsf_ni.AF_INET
+            ip = ocsf_ni.address(family, d.get(raw_key) or b"") or ""
+            d[memo] = ip
+        return ip or None
+
+    return get
+
+
+_add(FieldSpec("netdet.kind", "str", _netdet(lambda d: ocsf_ni.detection_name(int(d.get("kind", 0)))), _NETDET,
+               doc="syn_flood syn_flood_total port_scan icmp_flood"))
+_add(FieldSpec("netdet.src_ip", "str", _netdet(_netdet_ip("saddr")), _NETDET, doc="the source"))
+_add(FieldSpec("netdet.dst_ip", "str", _netdet(_netdet_ip("daddr")), _NETDET,
+               doc="destination of the packet that crossed the threshold"))
+_add(FieldSpec("netdet.count", "int", _netdet(lambda d: d.get("count")), _NETDET, doc="count in the window"))
+_add(FieldSpec("netdet.port", "int", _netdet(lambda d: d.get("port") or None), _NETDET,
+               doc="destination port of that packet"))
+_add(FieldSpec("netdet.proto", "str", _netdet(lambda d: ocsf_ni.protocol_name(int(d.get("protocol", 0)))),
+               _NETDET, doc="IP protocol of that packet"))
+
+
+def _flow(fn: Callable[[dict[str, Any]], Any]) -> Callable[[Event], Any]:
+    def get(e: Event) -> Any:
+        return fn(e.data) if e.kind == KIND_FLOW else None
+
+    return get
+
+
+def _flow_ip(raw_key: str) -> Callable[[dict[str, Any]], str | None]:
+    memo = "se_" + raw_key
+
+    def get(d: dict[str, Any]) -> str | None:
+        ip: str | None = d.get(memo)
+        if ip is None:
+            ip = ocsf_ni.address(int(d.get("family", 0)), d.get(raw_key) or b"") or ""
+            d[memo] = ip
+        return ip or None
+
+    return get
+
+
+def _flow_port(key: str) -> Callable[[dict[str, Any]], int | None]:
+    def get(d: dict[str, Any]) -> int | None:
+        if int(d.get("proto", 0)) not in ocsf_ni.PORT_PROTOS:
+            return None  # ICMP keys hold the echo id and type/code there
+        v: int = d.get(key, 0)
+        return v or None
+
+    return get
+
+
+_add(FieldSpec("flow.local_ip", "str", _flow(_flow_ip("laddr")), _FLOW, doc="this host's address"))
+_add(FieldSpec("flow.local_port", "int", _flow(_flow_port("lport")), _FLOW, doc="this host's port"))
+_add(FieldSpec("flow.remote_ip", "str", _flow(_flow_ip("raddr")), _FLOW, doc="the peer's address"))
+_add(FieldSpec("flow.remote_port", "int", _flow(_flow_port("rport")), _FLOW, doc="the peer's port"))
+_add(FieldSpec("flow.proto", "str", _flow(lambda d: ocsf_ni.protocol_name(int(d.get("proto", 0)))), _FLOW,
+               doc="IP protocol"))
+_add(FieldSpec("flow.bytes_out", "int", _flow(lambda d: d.get("bytes_out")), _FLOW, doc="bytes sent by this host"))
+_add(FieldSpec("flow.bytes_in", "int", _flow(lambda d: d.get("bytes_in")), _FLOW,
+               doc="bytes received by this host"))
+_add(FieldSpec("flow.community_id", "str", _flow(lambda d: d.get("community_id") or None), _FLOW,
+               doc="Community ID"))
+_add(FieldSpec("flow.state", "str", _flow(lambda d: d.get("state")), _FLOW, doc="active closed idle"))
+_add(FieldSpec("flow.outbound", "bool", _flow(lambda d: int(d.get("initiator", 0)) == ocsf_ni.INIT_LOCAL), _FLOW,
+               doc="this host initiated the flow"))
