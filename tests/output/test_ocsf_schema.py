@@ -266,6 +266,46 @@ def _enf(kind: int, action: int, result: int = 0, **kw: Any) -> dict[str, Any]:
     return d
 
 
+def _netdet(kind: int, **kw: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"kind": kind, "ifindex": 3, "family": 2, "protocol": 6, "port": 22,
+                         "saddr": bytes([192, 0, 2, 1]) + bytes(12), "daddr": bytes([192, 0, 2, 2]) + bytes(12),
+                         "count": 30, "threshold": 30, "window_ns": 1_000_000_000, "window_start_ns": 6_500_000_000,
+                         "ifname": "eth0", "netns": None, "response": None}
+    d.update(kw)
+    return d
+
+
+_DNS_QUERY = bytes.fromhex("1f2e01000001000000000000") + b"\x04mail\x08sentinel\x04test\x00" + bytes.fromhex("00010001")
+_DNS_RESPONSE = (bytes.fromhex("1f2e81800001000100000000") + b"\x04mail\x08sentinel\x04test\x00"
+                 + bytes.fromhex("00010001") + bytes.fromhex("c00c000100010000003c0004") + bytes([10, 66, 0, 78]))
+# a name with a newline, 0xff, a backslash and a dot inside its labels
+_DNS_HOSTILE = (bytes.fromhex("000701000001000000000000") + b"\x06a\nb\xff\\.\x07example\x00"
+                + bytes.fromhex("00100001"))
+
+
+def _dns_sample(msg: bytes, tcp: bool, direction: int) -> dict[str, Any]:
+    from sentinel_edge.netinspect.dns import parse_dns
+
+    wire = (len(msg).to_bytes(2, "big") + msg) if tcp else msg
+    out = direction == 1
+    a, b = bytes([192, 0, 2, 1]) + bytes(12), bytes([192, 0, 2, 53]) + bytes(12)
+    return {"ifindex": 3, "dir": direction, "family": 2, "proto": 6 if tcp else 17, "flags": 0,
+            "sport": 40000 if out else 53, "dport": 53 if out else 40000, "payload_len": len(wire),
+            "saddr": a if out else b, "daddr": b if out else a, "cookie": 4097 if out else 0, "msg": wire,
+            "ifname": "eth0", "netns": "ns1", "parsed": parse_dns(wire, tcp=tcp).as_dict()}
+
+
+def _flow_sample(**kw: Any) -> dict[str, Any]:
+    d: dict[str, Any] = {"ifindex": 3, "ifname": "eth0", "netns": None, "family": 2, "proto": 6, "lport": 40000,
+                         "rport": 443, "laddr": bytes([192, 0, 2, 1]) + bytes(12),
+                         "raddr": bytes([192, 0, 2, 2]) + bytes(12), "first_ns": 6_000_000_000,
+                         "last_ns": 7_000_000_000, "pkts_in": 10, "bytes_in": 9000, "pkts_out": 8, "bytes_out": 800,
+                         "cookie": 4097, "flags_in": 0x12, "flags_out": 0x02, "initiator": 2, "state": "active",
+                         "community_id": ""}
+    d.update(kw)
+    return d
+
+
 SYNTHESIZED: dict[str, list[dict[str, Any]]] = {
     # enforcement events come from enforce.bpf.o (not the sensor object) and from user space
     "enforce": [
@@ -285,12 +325,38 @@ SYNTHESIZED: dict[str, list[dict[str, Any]]] = {
         {"what": "loss", "message": "events lost", "kernel_dropped": 3, "user_dropped": 0},
         {"what": "degraded", "message": "queue full", "queue_dropped": 1},
     ],
+    # network inspector: se_netdet / se_dns come from netinspect.bpf.o, flow records from its flow table;
+    # each as the stage completes it (ifname, netns, response, parsed)
+    "netdet": [_netdet(k, **kw) for k, kw in (
+        (1, {"response": {"action": "block", "ok": True, "ttl_s": 600.0, "address": "192.0.2.1"}}),
+        (2, {"family": 0, "saddr": bytes(16)}),
+        (3, {"response": {"action": "block", "ok": False, "ttl_s": 60.0, "address": "192.0.2.1",
+                          "error": "192.0.2.1 is a gateway"}}),
+        (4, {"family": 10, "protocol": 58, "port": 0, "saddr": bytes.fromhex("20010db8" + "00" * 11 + "01"),
+             "daddr": bytes.fromhex("20010db8" + "00" * 11 + "02")}),
+        (77, {}),
+    )],
+    "dns": [_dns_sample(*a) for a in (
+        (_DNS_QUERY, False, 1), (_DNS_RESPONSE, False, 0), (_DNS_QUERY, True, 1), (_DNS_RESPONSE[:40], False, 0),
+        (_DNS_HOSTILE, False, 1), (HOSTILE[:300], False, 0), (b"", True, 1),
+    )],
+    "flow": [_flow_sample(**kw) for kw in (
+        {}, {"initiator": 1, "state": "closed"}, {"initiator": 0, "state": "idle", "cookie": 0},
+        {"family": 10, "proto": 58, "laddr": bytes.fromhex("20010db8" + "00" * 11 + "01"),
+         "raddr": bytes.fromhex("20010db8" + "00" * 11 + "02"), "lport": 7, "rport": 128 << 8},
+        {"proto": 47, "lport": 0, "rport": 0},
+    )],
 }
 
 
 def _synthesized(kind: str) -> Iterator[tuple[str, Event, dict[str, Any]]]:
     for i, data in enumerate(SYNTHESIZED[kind]):
         yield f"{kind}/{i}", Event(kind, 90, 7_000_000_000, 0, dict(PROC), data), {}
+
+
+#: kinds whose events may have no process at all (packets belong to no task): their samples also go
+#: through the mapper with an empty se_proc and no enrichment
+UNATTRIBUTED_KINDS = ("netdet", "dns", "flow")
 
 
 def _enrich(event: Event) -> None:
@@ -405,6 +471,19 @@ def test_every_sample_of_every_mapper_validates(
             assert (text(vals["proc"]["comm"]) or "?") in found
         count += 1
     assert count > 0
+
+
+@pytest.mark.parametrize("kind", UNATTRIBUTED_KINDS)
+def test_samples_without_a_process_validate(kind: str) -> None:
+    from sentinel_edge.output.ocsf import netinspect  # noqa: F401  (registers the inspector's mappers)
+
+    mapper = mapper_for(kind)
+    assert mapper is not None
+    for i, data in enumerate(SYNTHESIZED[kind]):
+        obj = mapper(Event(kind, 90, 7_000_000_000, 0, {}, dict(data)), HOST)
+        assert validate(obj) == [], f"{kind}/{i}: {validate(obj)}"
+        assert "actor" not in obj and "proc" not in obj["unmapped"]
+        json.loads(json.dumps(obj, ensure_ascii=False, allow_nan=False))
 
 
 def test_hostile_text_is_lossless_and_escaped() -> None:
