@@ -6,8 +6,11 @@ bash scripts/install.sh
 # what only the tests use: real peers and workloads (rsyslog for the syslog sink, logrotate and git
 # for the benign workload, dpkg-dev for building a local .deb, and the attack tools some rule tests run:
 # nmap, ncat, socat, kmod), chromium for the console tests (Playwright drives it), prometheus to scrape
-# /metrics, e2fsprogs for the loop-mounted file systems of the history disk tests
-TEST_PKGS=(rsyslog logrotate git dpkg-dev nmap ncat socat kmod chromium prometheus e2fsprogs)
+# /metrics, e2fsprogs for the loop-mounted file systems of the history disk tests; for the network
+# inspector: hping3 (SYN bursts), dnsmasq-base + dig (a DNS server and client between namespaces), curl,
+# ethtool (GSO/GRO off on test veths), nftables (the netdev-ingress drop the benchmark compares with)
+TEST_PKGS=(rsyslog logrotate git dpkg-dev nmap ncat socat kmod chromium prometheus e2fsprogs
+           hping3 dnsmasq-base bind9-dnsutils curl ethtool nftables)
 missing=()
 for p in "${TEST_PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

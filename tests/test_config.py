@@ -47,6 +47,15 @@ def test_empty_file_is_the_defaults(tmp_path: Path) -> None:
         ("output:\n  format: xml\n", r"output.format: 'xml' must be 'json' or 'text'"),
         ("sensors: [process]\n", r"sensors: expected a mapping"),
         ("sensors:\n  net: [\n", r"invalid YAML"),
+        ("network:\n  interfaces: [a/b/c]\n", r"network.interfaces\[0\]: 'a/b/c' must be <interface> or <netns"),
+        ("network:\n  interfaces: [averyveryverylongname0]\n", r"interface name 'averyveryverylongname0' is not"),
+        ("network:\n  interfaces: [/run/netns/x]\n", r"a netns path must be followed by ':<interface>'"),
+        ("network:\n  interfaces: [eth0, eth0]\n", r"network.interfaces: .* names an interface twice"),
+        ("network:\n  port_scan_ports: -1\n", r"network.port_scan_ports: -1 must be between 0 \(off\)"),
+        ("network:\n  dns_max_bytes: 4096\n", r"network.dns_max_bytes: 4096 must be between 64 and 1024"),
+        ("network:\n  ring_kib: 100\n", r"network.ring_kib: 100 must be a power of two"),
+        ("network:\n  flow_interval_s: 0\n", r"network.flow_interval_s: 0.0 must be > 0"),
+        ("network:\n  interfaces: eth0\n", r"agent.yaml:2: network.interfaces: expected a list, got 'eth0'"),
     ],
 )
 def test_bad_config_names_key_value_and_line(tmp_path: Path, text: str, message: str) -> None:
@@ -70,3 +79,13 @@ def test_syscall_fallback_bare_on_off(tmp_path: Path, text: str, want: str) -> N
     p = tmp_path / "c.yaml"
     p.write_text(f"mem:\n  syscall_fallback: {text}\n")
     assert config.load(p).mem.syscall_fallback == want
+
+
+@pytest.mark.parametrize(("spec", "want"), [
+    ("eth0", (None, "eth0")),
+    ("blue/veth0", ("blue", "veth0")),
+    ("/run/netns/blue:veth0", ("/run/netns/blue", "veth0")),
+    ("/proc/1234/ns/net:eth0", ("/proc/1234/ns/net", "eth0")),
+])
+def test_interface_specs(spec: str, want: tuple[str | None, str]) -> None:
+    assert config.split_interface(spec) == want

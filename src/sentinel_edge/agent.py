@@ -31,17 +31,21 @@ from sentinel_edge.enforce.model import Enforcement
 from sentinel_edge.enforce.stage import EnforcementStage, enforcement_alert
 from sentinel_edge.enrich import Enricher
 from sentinel_edge.enrich.host import host_info
+from sentinel_edge.enrich.sockets import SocketTable
 from sentinel_edge.errors import OutputError, SentinelEdgeError, WireError
 from sentinel_edge.loader import probes
 from sentinel_edge.loader.session import SENSORS, BpfSession, SessionReport
-from sentinel_edge.model import KIND_HEALTH, Event
+from sentinel_edge.model import KIND_HEALTH, KIND_NET, Event
 from sentinel_edge.output.ocsf import to_ocsf
 from sentinel_edge.output.sinks import Sink
 from sentinel_edge.rules.model import Alert
 from sentinel_edge.wire import Decoder
 
 if TYPE_CHECKING:
+    from sentinel_edge.enforce.actions import ResponseActions
+    from sentinel_edge.enforce.kernel import EnforceKernel
     from sentinel_edge.history.store import HistoryStore
+    from sentinel_edge.netinspect.stage import NetInspectStage
     from sentinel_edge.web.live import LiveHub
 
 log = logging.getLogger(__name__)
@@ -80,7 +84,8 @@ class Agent:
                  status_path: Path | None = None, detection: DetectionStage | None = None,
                  enforcement: EnforcementStage | None = None, history: HistoryStore | None = None,
                  hub: LiveHub | None = None,
-                 make_enforcement: Callable[[], EnforcementStage] | None = None) -> None:
+                 make_enforcement: Callable[[], EnforcementStage] | None = None,
+                 network: NetInspectStage | None = None, config_path: str | None = None) -> None:
         self.cfg = cfg
         self.sink = sink
         self.detection = detection
@@ -88,6 +93,13 @@ class Agent:
         self.history = history
         self.hub = hub
         self.make_enforcement = make_enforcement  # policies applied at run time (API) with none at start
+        self.network = network  # the packet inspector (network.interfaces)
+        self.config_path = config_path  # re-read for network.interfaces on SIGHUP and when it changes
+        self._config_mtime = _mtime(config_path)
+        self._next_config_check = 0.0
+        self.network_reload = threading.Event()  # set by SIGHUP
+        self.sockets = SocketTable()  # socket cookie -> owner, for the inspector's flows and DNS messages
+        self._response_actions: list[ResponseActions] = []
         # work from other threads (API), run on the pipeline thread between two rounds
         self._calls: queue.SimpleQueue[tuple[Callable[[Agent], Any], Future[Any]]] = queue.SimpleQueue()
         # health messages from other threads (the watchdog), written as health events by the pipeline
@@ -146,6 +158,8 @@ class Agent:
             for note in self.enforcement.notes:
                 log.info("%s", note)
             self._enforced(found)
+        if self.network is not None:
+            self._start_network()
         if self.detection is not None:
             self.detection.responder = self._responder()
         self._sample_stats(force=True)
@@ -163,6 +177,8 @@ class Agent:
                 self.detection.tick(boot_ns())
             if self.enforcement is not None:
                 self.enforcement.tick()
+            if self.network is not None:
+                self._network_tick()
             now = time.monotonic()
             if now >= next_stats:
                 self._sample_stats()
@@ -265,6 +281,14 @@ class Agent:
                 for _ in range(8):  # bounded: a busy host keeps producing until detach
                     if not self.step(final=True):
                         break
+                if self.network is not None:
+                    try:
+                        last = self.network.close(self.sockets)
+                    except SentinelEdgeError as exc:
+                        log.error("closing the network inspector: %s", exc)
+                    else:
+                        self._process(last)
+                        self._flush()
                 self._sample_stats(force=True)
                 self._health("stop", "SentinelEdge stopped", **self._totals())
                 self._flush()
@@ -323,6 +347,17 @@ class Agent:
             events.sort(key=lambda e: e.ts_ns)
             self._process(events)
             self._flush()
+        if self.network is not None and self.network.kernel is not None:
+            try:
+                net = self.network.drain(self.sockets, cut, final)
+            except SentinelEdgeError as exc:
+                net = []
+                self.counters.output_errors += 1
+                log.error("network inspector: %s", exc)
+            if net:
+                self._process(net)
+                self._flush()
+                n += len(net)
         if found:
             self._enforced(found)
             self._flush()
@@ -332,26 +367,10 @@ class Agent:
     def _responder(self) -> Callable[[Alert], list[Alert]]:
         """Response actions of rules (docs/actions.md): kill, kill_group, block_address, quarantine."""
         from sentinel_edge.alerts.ocsf import finding_uid
-        from sentinel_edge.enforce.actions import ResponseActions, ResponseConfig
         from sentinel_edge.enforce.stage import response_alert
 
-        rc = self.cfg.response
         host = self.host
-        made: list[ResponseActions] = []
-
-        def actions() -> ResponseActions:  # made at the first rule alert with actions
-            if made:
-                return made[0]
-            blocker = _LazyBlocker(self.enforcement) if self.enforcement is not None else None
-            ra = ResponseActions(ResponseConfig(quarantine_dir=Path(rc.quarantine_dir),
-                                                allow_exes=tuple(rc.allow_executables),
-                                                management=tuple(rc.never_block), max_blocked=rc.max_blocked,
-                                                default_ttl_s=rc.default_ttl_s), blocker=blocker)
-            if blocker is not None and ra.blocks is not None and self.enforcement is not None \
-                    and self.enforcement.kernel.installed():
-                ra.blocks.adopt((b.addr, b.remaining_s, b.reason) for b in blocker.blocked())
-            made.append(ra)
-            return ra
+        actions = self._actions
 
         def respond(alert: Alert) -> list[Alert]:
             try:
@@ -366,6 +385,115 @@ class Agent:
             return [response_alert(r, alert) for r in results]
 
         return respond
+
+    def _actions(self) -> ResponseActions:
+        """The response actions (made at first use), shared by rule actions and the inspector's drops."""
+        from sentinel_edge.enforce.actions import ResponseActions, ResponseConfig
+
+        if self._response_actions:
+            return self._response_actions[0]
+        rc = self.cfg.response
+        stage = self.enforcement
+        blocker = _LazyBlocker(stage) if stage is not None else None
+        ra = ResponseActions(ResponseConfig(quarantine_dir=Path(rc.quarantine_dir),
+                                            allow_exes=tuple(rc.allow_executables),
+                                            management=tuple(rc.never_block), max_blocked=rc.max_blocked,
+                                            default_ttl_s=rc.default_ttl_s), blocker=blocker)
+        if blocker is not None and ra.blocks is not None and stage is not None and stage.kernel.installed():
+            ra.blocks.adopt((b.addr, b.remaining_s, b.reason) for b in blocker.blocked())
+        self._response_actions.append(ra)
+        return ra
+
+    # -- the packet inspector ---------------------------------------------------------
+
+    def _enforce_kernel(self) -> EnforceKernel | None:
+        """The pinned enforcement object, whose XDP entry program hands packets to the inspector."""
+        stage = self._policy_stage()
+        if stage is None:
+            return None
+        stage._ensure_kernel(os.getpid())
+        return stage.kernel
+
+    def _block_source(self, addr: Any, ttl_s: float, reason: str) -> dict[str, Any]:
+        """Block a source for the inspector (never-block list and cap of the response blocks apply)."""
+        if self.enforcement is None and not self._response_actions:
+            self._policy_stage()  # the blocks live in the enforcement object
+        blocks = self._actions().blocks
+        if blocks is None:
+            raise SentinelEdgeError("response blocks are not available in this agent")
+        got = blocks.block(addr, ttl_s, reason=reason)
+        return {"ttl_s": got.entry.ttl_s, "renewed": got.renewed,
+                "evicted": str(got.evicted.addr) if got.evicted is not None else None}
+
+    def _start_network(self) -> None:
+        assert self.network is not None
+        net = self.network
+        net._enforce_kernel = self._enforce_kernel
+        net._block = self._block_source
+        try:
+            notes = net.start()
+        except SentinelEdgeError as exc:
+            log.error("network inspector unavailable: %s", exc)
+            self._health("degraded", f"network inspector unavailable: {exc}", component="network")
+            return
+        if net.kernel is not None:
+            self._health("network", "network inspector started", component="network", notes=notes,
+                         problems=dict(net.problems))
+
+    def _network_tick(self) -> None:
+        """Attach and detach interfaces when the config file changed (or on SIGHUP)."""
+        now = time.monotonic()
+        due = self.network_reload.is_set()
+        if not due and self.config_path is not None and now >= self._next_config_check:
+            self._next_config_check = now + 2.0
+            m = _mtime(self.config_path)
+            due = m != self._config_mtime
+        if not due or self.network is None:
+            return
+        self.network_reload.clear()
+        self._config_mtime = _mtime(self.config_path)
+        if self.config_path is None:
+            return
+        try:
+            fresh = config.load(self.config_path)
+        except SentinelEdgeError as exc:
+            log.error("network.interfaces not changed: %s", exc)
+            self._health("degraded", f"network.interfaces not changed: {exc}", component="network")
+            return
+        if fresh.network.interfaces == list(self.network.interfaces) + [
+                s for s in self.network.problems if s not in self.network.interfaces]:
+            return
+        try:
+            notes = self.network.set_interfaces(fresh.network.interfaces)
+        except SentinelEdgeError as exc:
+            log.error("network inspector unavailable: %s", exc)
+            self._health("degraded", f"network inspector unavailable: {exc}", component="network")
+            return
+        self.network.cfg.interfaces = list(fresh.network.interfaces)
+        self._health("network", "network inspector interfaces changed", component="network", notes=notes,
+                     problems=dict(self.network.problems))
+
+    def network_view(self) -> dict[str, Any]:
+        """The packet inspector for the API and console (pipeline thread: counters read now)."""
+        net = self.network
+        c = self.cfg.network
+        out: dict[str, Any] = {
+            "enabled": net is not None and net.kernel is not None,
+            "settings": {"xdp": c.xdp, "tc": c.tc, "flows": c.flows, "dns": c.dns, "window_ms": c.window_ms,
+                         "syn_flood_per_source": c.syn_flood_per_source, "syn_flood_total": c.syn_flood_total,
+                         "port_scan_ports": c.port_scan_ports, "icmp_flood": c.icmp_flood, "drop": c.drop,
+                         "drop_ttl_s": c.drop_ttl_s, "flow_interval_s": c.flow_interval_s},
+        }
+        if net is not None:
+            out.update(net.status())
+        blocks: list[dict[str, Any]] = []
+        ra = self._response_actions[0] if self._response_actions else None
+        if ra is not None and ra.blocks is not None:
+            now = ra.blocks.clock()
+            blocks = [{"address": str(e.addr), "expires_in_s": round(e.expires_at - now, 1), "reason": e.reason,
+                       "rule_id": e.rule_id} for e in ra.blocks.entries()]
+        out["blocks_in_force"] = blocks
+        return out
 
     def _enforced(self, found: list[tuple[Event, Enforcement]]) -> None:
         """Enforcement decisions: enriched, written as events, and raised as alerts."""
@@ -418,7 +546,10 @@ class Agent:
         detect = self.detection.process if self.detection is not None else None
         hub = self.hub
         keep = self.cfg.output.events or (self.history is not None and self.cfg.history.events)
+        note = self.sockets.note
         for i, ev in enumerate(events, 1):
+            if ev.kind == KIND_NET:
+                note(ev)
             self.enricher.enrich(ev)
             if keep or (hub is not None and hub.active):
                 self._write(ev)
@@ -548,6 +679,7 @@ class Agent:
             "processes_tracked": len(self.enricher),
             "detection": self.detection.status() if self.detection is not None else None,
             "enforcement": self.enforcement.status() if self.enforcement is not None else None,
+            "network": self.network.status() if self.network is not None else None,
             "rates": dict(self.rates),
             "queue_depth": len(self._held),
             **self._totals(),
@@ -589,6 +721,15 @@ def read_status(path: Path | None = None) -> dict[str, Any]:
             data["running"] = False
             data["note"] = "the agent that wrote this status is no longer running (crashed or killed)"
     return data
+
+
+def _mtime(path: str | None) -> float | None:
+    if path is None:
+        return None
+    try:
+        return os.stat(path).st_mtime
+    except OSError:
+        return None
 
 
 class _LazyBlocker:

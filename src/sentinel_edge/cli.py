@@ -35,6 +35,7 @@ log = logging.getLogger("sentinel_edge")
 def _cmd_run(args: argparse.Namespace) -> int:
     from sentinel_edge.agent import Agent
     from sentinel_edge.loader import probes
+    from sentinel_edge.netinspect.stage import NetInspectStage
     from sentinel_edge.output.sinks import Sink
 
     cfg = config.load(args.config)
@@ -61,6 +62,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg.api.enabled = False
     if args.no_history:
         cfg.history.enabled = False
+    cfg.network.interfaces += [i for i in (args.inspect or []) if i not in cfg.network.interfaces]
     config.validate(cfg, args.config or "defaults")
     probes.require_root()
     from sentinel_edge.web.backend import Backend, HistoryAlertSink
@@ -79,7 +81,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise
     agent = Agent(cfg, sink, status_path=Path(args.status_file) if args.status_file else None,
                   detection=detection, enforcement=enforcement, history=store, hub=hub,
-                  make_enforcement=lambda: _enforcement(cfg, always=True))  # type: ignore[arg-type,return-value]
+                  make_enforcement=lambda: _enforcement(cfg, always=True),  # type: ignore[arg-type,return-value]
+                  network=NetInspectStage(cfg.network), config_path=args.config)
     backend.agent = agent
     backend.on_note = agent.health_notes.put
     agent.status_extra = backend.extra_status
@@ -91,6 +94,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     def on_hup(_signum: int, _frame: Any) -> None:
         detection.request_reload()
+        agent.network_reload.set()
         if enforcement is not None:
             enforcement.request_reload()
 
@@ -214,6 +218,8 @@ def _detection(cfg: config.AgentConfig, extra_sinks: list[Any] | None = None) ->
     if loaded.rules and not cfg.rules.record_all:
         needed = detection.engine.sensors_needed()
         for name in ("file", "net", "priv", "mem"):
+            if name == "net" and cfg.network.interfaces:
+                continue  # the packet inspector ties packets to processes through the net sensor's sockets
             if getattr(cfg.sensors, name) and name not in needed:
                 setattr(cfg.sensors, name, False)
                 log.info("sensor %s off: no loaded rule needs it (rules.record_all: true keeps it)", name)
@@ -325,6 +331,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="console and API address (api.listen; default 127.0.0.1:8080; port 0 = any free port)")
     run.add_argument("--no-api", action="store_true", help="no console, REST API or /metrics (api.enabled: false)")
     run.add_argument("--no-history", action="store_true", help="keep no history (history.enabled: false)")
+    run.add_argument("--inspect", action="append", metavar="IFACE",
+                     help="inspect packets on this interface ('eth0', or '<netns>/<ifname>'); repeatable; adds to "
+                          "network.interfaces")
     run.set_defaults(fn=_cmd_run)
 
     st = sub.add_parser("status", help="show the running agent's programs and loss counters")

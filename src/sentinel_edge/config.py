@@ -147,6 +147,31 @@ class ApiConfig:
 
 
 @dataclass(slots=True)
+class NetworkConfig:
+    """The packet inspector (docs/network.md): XDP detections, TC flows and DNS on chosen interfaces."""
+
+    # "eth0", or "<netns>/<ifname>" for an interface in the network namespace /run/netns/<netns>
+    # (or "/path/to/netns/file:<ifname>"); empty: the inspector is off. Re-read on SIGHUP / file change.
+    interfaces: list[str] = field(default_factory=list)
+    xdp: bool = True  # ingress detections (through the enforcement XDP entry program)
+    tc: bool = True  # flows and DNS (TC clsact ingress and egress)
+    flows: bool = True
+    flow_interval_s: float = 10.0  # the flow table is read and changed flows exported this often
+    flow_idle_s: float = 60.0  # a flow without packets for this long is exported as closed and forgotten
+    flow_entries: int = 65536  # LRU flow table entries
+    dns: bool = True
+    dns_max_bytes: int = 1024  # bytes of each DNS message copied from the packet
+    window_ms: int = 1000  # detection window
+    syn_flood_per_source: int = 200  # SYNs from one source per window (0: off)
+    syn_flood_total: int = 2000  # SYNs from all sources per window (spoofed floods; 0: off)
+    port_scan_ports: int = 30  # distinct destination ports of one source per window (0: off)
+    icmp_flood: int = 200  # ICMP echo requests from one source per window (0: off)
+    drop: bool = False  # block the source of a per-source detection (response blocks: never-block list, cap)
+    drop_ttl_s: float = 300.0
+    ring_kib: int = 4096
+
+
+@dataclass(slots=True)
 class AgentConfig:
     sensors: SensorsConfig = field(default_factory=SensorsConfig)
     file: FileConfig = field(default_factory=FileConfig)
@@ -161,6 +186,7 @@ class AgentConfig:
     response: ResponseSettings = field(default_factory=ResponseSettings)
     history: HistoryConfig = field(default_factory=HistoryConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
     # history.db, auth.db (API tokens, audit log), rules-state.json, admin-token
     state_dir: str = field(default_factory=lambda: default_state_dir())
     drain_interval_ms: int = 10  # how often the rings are drained when idle
@@ -295,8 +321,55 @@ def validate(cfg: AgentConfig, where: str = "config") -> AgentConfig:
                   "is not a loopback address: listening there needs TLS (set api.tls_cert and api.tls_key)")
     if cfg.api.stream_max_rate < 1:
         raise bad("api.stream_max_rate", cfg.api.stream_max_rate, "must be >= 1")
+    _validate_network(cfg.network, bad)
     validate_alerts(cfg.alerts, where)
     return cfg
+
+
+def _validate_network(net: NetworkConfig, bad: Any) -> None:
+    for i, spec in enumerate(net.interfaces):
+        try:
+            split_interface(spec)
+        except ValueError as exc:
+            raise bad(f"network.interfaces[{i}]", spec, str(exc)) from None
+    if len(set(net.interfaces)) != len(net.interfaces):
+        raise bad("network.interfaces", net.interfaces, "names an interface twice")
+    for key in ("flow_interval_s", "flow_idle_s", "drop_ttl_s"):
+        if not getattr(net, key) > 0:
+            raise bad(f"network.{key}", getattr(net, key), "must be > 0")
+    if net.flow_entries < 1024:
+        raise bad("network.flow_entries", net.flow_entries, "must be >= 1024")
+    if not 64 <= net.dns_max_bytes <= 1024:
+        raise bad("network.dns_max_bytes", net.dns_max_bytes, "must be between 64 and 1024")
+    if not 10 <= net.window_ms <= 60_000:
+        raise bad("network.window_ms", net.window_ms, "must be between 10 and 60000")
+    for key in ("syn_flood_per_source", "syn_flood_total", "port_scan_ports", "icmp_flood"):
+        v = getattr(net, key)
+        if not 0 <= v <= 1 << 30:
+            raise bad(f"network.{key}", v, "must be between 0 (off) and 1073741824")
+    v = net.ring_kib
+    if v < 64 or v & (v - 1) or v > 1 << 20:
+        raise bad("network.ring_kib", v, "must be a power of two between 64 and 1048576")
+
+
+IFNAMSIZ = 16
+
+
+def split_interface(spec: str) -> tuple[str | None, str]:
+    """``eth0`` -> (None, "eth0"); ``blue/veth0`` -> ("blue", "veth0"); ``/run/x:veth0`` -> ("/run/x", "veth0")."""
+    netns: str | None = None
+    name = spec
+    if spec.startswith("/"):
+        netns, sep, name = spec.rpartition(":")
+        if not sep or not netns:
+            raise ValueError("a netns path must be followed by ':<interface>'")
+    elif "/" in spec:
+        netns, _, name = spec.partition("/")
+        if not netns or "/" in name or netns in (".", ".."):
+            raise ValueError("must be <interface> or <netns name>/<interface>")
+    if not name or len(name.encode()) >= IFNAMSIZ or any(c in name for c in "/: \t\n") or name in (".", ".."):
+        raise ValueError(f"interface name {name!r} is not valid (1-15 bytes, no '/', ':' or spaces)")
+    return netns, name
 
 
 def policy_dir(cfg: AgentConfig) -> Path:

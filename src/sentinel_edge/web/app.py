@@ -564,6 +564,14 @@ def create_app(backend: Backend) -> FastAPI:
     async def disarm(_: Switch) -> ArmedOut:
         return ArmedOut(armed=await blocking(lambda: backend.call(lambda a: a.set_armed(False))))
 
+    # -- network inspector ------------------------------------------------------------------------
+
+    @app.get("/api/v1/network", tags=["status"])
+    async def network(_: Read) -> dict[str, Any]:
+        """The packet inspector: interfaces, kernel counters per hook, detections, flows, DNS, blocks in force."""
+        out: dict[str, Any] = await blocking(lambda: backend.call(lambda a: a.network_view()))
+        return out
+
     # -- status, audit ------------------------------------------------------------------------------
 
     @app.get("/api/v1/status", tags=["status"])

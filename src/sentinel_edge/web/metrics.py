@@ -104,6 +104,16 @@ class AgentCollector(Collector):
             yield rl
         if b.store is not None:
             yield from _history(b.store)
+        if agent.network is not None and agent.network.kernel is not None:
+            yield from _network(agent.network.status())
+        enf = agent.enforcement
+        if enf is not None and enf.kernel._fds:
+            ek = CounterMetricFamily("sentinel_edge_enforce_kernel",
+                                     "Kernel enforcement counters (hits, kills, denies, XDP drops, ...)",
+                                     labels=["counter"])
+            for name, value in sorted(enf.kernel.stats().items()):
+                ek.add_metric([name], value)
+            yield ek
         pa = GaugeMetricFamily("sentinel_edge_program_attached",
                                "Program attach state (1 for the state the program is in)",
                                labels=["program", "state"])
@@ -120,6 +130,65 @@ class AgentCollector(Collector):
         ss = GaugeMetricFamily("sentinel_edge_stream_subscribers", "Live stream readers")
         ss.add_metric([], b.hub.subscribers())
         yield ss
+
+
+PARSE_FAILURES = ("bad_l2", "bad_ipv4", "bad_ihl", "bad_ipv6", "ipv6_ext_limit", "bad_l4")
+
+
+def _network(st: dict[str, Any]) -> Iterator[Metric]:
+    """The packet inspector: kernel counters per hook, detections, flows, DNS, blocks."""
+    pk = CounterMetricFamily("sentinel_edge_net_packets", "Packets seen by the inspector, by hook", labels=["hook"])
+    by = CounterMetricFamily("sentinel_edge_net_bytes", "Bytes seen by the inspector, by hook", labels=["hook"])
+    pf = CounterMetricFamily("sentinel_edge_net_parse_failures",
+                             "Packets the inspector could not parse (passed, not dropped), by hook and reason",
+                             labels=["hook", "reason"])
+    rd = CounterMetricFamily("sentinel_edge_net_ring_dropped", "Inspector events lost to a full ring, by hook",
+                             labels=["hook"])
+    other = CounterMetricFamily("sentinel_edge_net_kernel", "Other inspector kernel counters (fragments, non-IP, "
+                                "flow entries created or refused, events emitted)", labels=["hook", "counter"])
+    for hook, counters in sorted((st.get("counters") or {}).items()):
+        for name, value in sorted(counters.items()):
+            if name == "packets":
+                pk.add_metric([hook], value)
+            elif name == "bytes":
+                by.add_metric([hook], value)
+            elif name in PARSE_FAILURES:
+                pf.add_metric([hook, name], value)
+            elif name == "ring_dropped":
+                rd.add_metric([hook], value)
+            else:
+                other.add_metric([hook, name], value)
+    yield from (pk, by, pf, rd, other)
+    det = CounterMetricFamily("sentinel_edge_net_detections", "In-kernel network detections, by kind",
+                              labels=["kind"])
+    for kind, n in sorted(st.get("detections", {}).items()):
+        det.add_metric([kind], n)
+    yield det
+    fl = CounterMetricFamily("sentinel_edge_net_flows_exported", "Flow records exported (active, closed, idle)")
+    fl.add_metric([], st.get("flows_exported", 0))
+    yield fl
+    dn = CounterMetricFamily("sentinel_edge_net_dns_messages", "DNS messages seen, by parse result",
+                             labels=["result"])
+    dn.add_metric(["parsed"], st.get("dns", 0) - st.get("dns_parse_errors", 0))
+    dn.add_metric(["error"], st.get("dns_parse_errors", 0))
+    yield dn
+    bl = CounterMetricFamily("sentinel_edge_net_blocks", "Sources blocked by the inspector's drop action, by result",
+                             labels=["result"])
+    bl.add_metric(["blocked"], st.get("blocks", 0))
+    bl.add_metric(["refused"], st.get("blocks_refused", 0))
+    yield bl
+    at = CounterMetricFamily("sentinel_edge_net_attribution", "Inspector events tied to a process by socket cookie",
+                             labels=["result"])
+    at.add_metric(["attributed"], st.get("attributed", 0))
+    at.add_metric(["unattributed"], st.get("unattributed", 0))
+    yield at
+    ifs = GaugeMetricFamily("sentinel_edge_net_interface", "Interfaces of network.interfaces (1 attached, 0 not)",
+                            labels=["interface"])
+    for spec in st.get("interfaces", {}):
+        ifs.add_metric([spec], 1.0)
+    for spec in st.get("problems", {}):
+        ifs.add_metric([spec], 0.0)
+    yield ifs
 
 
 def _history(store: Any) -> Iterator[Metric]:
