@@ -393,6 +393,28 @@ static __always_inline int se_ni__owned(const struct se_ni_pkt *p)
 	return 1;
 }
 
+/*
+ * Wire packets and L3 bytes of one skb. TC sees TCP's GSO packets before they
+ * are cut into segments (egress: TCP always builds them, whatever the device
+ * offloads) and GRO packets after they were merged (ingress): gso_segs
+ * segments, each with the headers again, which the one IP header of the skb
+ * counts once.
+ */
+static __always_inline void se_ni__wire(struct __sk_buff *skb, const struct se_ni_pkt *p, __u64 *pkts,
+					__u64 *bytes)
+{
+	__u32 segs = skb->gso_size ? skb->gso_segs : 1;
+	if (segs == 0)
+		segs = 1;
+	if (segs > 0xffff)
+		segs = 0xffff;
+	__u32 hdr = p->payload_off > p->l3_off ? p->payload_off - p->l3_off : 0;
+	if (hdr > SE_NI_OFF_MAX)
+		hdr = SE_NI_OFF_MAX;
+	*pkts = segs;
+	*bytes = (__u64)p->ip_bytes + (__u64)(segs - 1) * hdr;
+}
+
 static __always_inline void se_ni__flow(struct __sk_buff *skb, __u32 hook, __u32 dir, struct se_ni_pkt *p,
 					__u64 now)
 {
@@ -448,13 +470,15 @@ static __always_inline void se_ni__flow(struct __sk_buff *skb, __u32 hook, __u32
 	if (p->proto == SE_NI_PROTO_TCP && (flags & (SE_NI_TCP_SYN | SE_NI_TCP_ACK)) == SE_NI_TCP_SYN)
 		f->initiator = in ? SE_NI_INIT_REMOTE : SE_NI_INIT_LOCAL;
 	f->last_ns = now;
+	__u64 pkts, bytes;
+	se_ni__wire(skb, p, &pkts, &bytes);
 	if (in) {
-		f->pkts_in += 1;
-		f->bytes_in += p->ip_bytes;
+		f->pkts_in += pkts;
+		f->bytes_in += bytes;
 		f->flags_in |= flags;
 	} else {
-		f->pkts_out += 1;
-		f->bytes_out += p->ip_bytes;
+		f->pkts_out += pkts;
+		f->bytes_out += bytes;
 		f->flags_out |= flags;
 		if (!f->cookie && se_ni__owned(p))
 			f->cookie = bpf_get_socket_cookie(skb);

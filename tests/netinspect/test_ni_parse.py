@@ -401,6 +401,28 @@ def test_the_cookie_comes_only_from_packets_of_the_local_socket(probe: Probe) ->
         os.sched_setaffinity(0, cpus)
 
 
+def test_gso_and_gro_packets_count_their_segments_and_headers(probe: Probe) -> None:
+    # one skb of 3 segments (TCP's GSO on egress, GRO on ingress): 3 packets, the 52 header bytes 3 times
+    # (a test run takes at most a page of packet)
+    opts = [("NOP", None), ("NOP", None), ("Timestamp", (1, 2))]
+    out = eth(IP(src="10.5.5.1", dst="10.5.5.2") / TCP(sport=43000, dport=9000, flags="A", options=opts)
+              / Raw(b"g" * 3 * 1000))
+    back = eth(IPv6(src="fd05::9", dst="fd05::8") / UDP(sport=4789, dport=4790) / Raw(b"u" * 2 * 1000))
+    p = probe.run(TC_OUT, raw(out))
+    assert p["packets"] == 1 and p["flow_new"] == 1
+    rv, _ = probe.k.test_run(TC_OUT, raw(out), gso_segs=3, gso_size=1000)
+    assert rv == TC_ACT_OK
+    probe.k.test_run(TC_IN, raw(back), gso_segs=2, gso_size=1000)
+    probe.k.test_run(TC_IN, raw(back), gso_segs=0, gso_size=1000)    # no segment count: one packet
+    flows = probe.flows()
+    f = flows[(LO, AF_INET, 6, a16("10.5.5.1"), a16("10.5.5.2"), 43000, 9000)]
+    assert (f.pkts_out, f.bytes_out) == (1 + 3, (52 + 3000) + (3 * 52 + 3000))
+    u = flows[(LO, AF_INET6, 17, a16("fd05::8"), a16("fd05::9"), 4790, 4789)]
+    assert (u.pkts_in, u.bytes_in) == (2 + 1, (2 * 48 + 2000) + (48 + 2000))
+    with pytest.raises(NetInspectError, match="TC programs only"):
+        probe.k.test_run(XDP, raw(out), gso_segs=2, gso_size=100)
+
+
 def test_flows_off_keeps_no_table_and_delete_flows_forgets() -> None:
     with loaded(flows=False, dns=False) as k:
         p = Probe(k)

@@ -493,8 +493,12 @@ class NetInspectKernel:
             if ret < 0 and -ret != errno.ENOENT:
                 raise NetInspectError(f"deleting a flow: {libbpf.errno_text(ret)}")
 
-    def test_run(self, prog: str, packet: bytes, repeat: int = 1) -> tuple[int, int]:
-        """Run a program on one packet with BPF_PROG_TEST_RUN: (return value, ns per run)."""
+    def test_run(self, prog: str, packet: bytes, repeat: int = 1, *, gso_segs: int = 0,
+                 gso_size: int = 0) -> tuple[int, int]:
+        """Run a program on one packet with BPF_PROG_TEST_RUN: (return value, ns per run).
+
+        ``gso_segs`` / ``gso_size`` (TC programs only) make the packet a GSO / GRO packet of that many segments.
+        """
         if prog not in PROGRAMS.values():
             raise NetInspectError(f"unknown program {prog!r} (one of {', '.join(PROGRAMS.values())})")
         if not 1 <= repeat <= 1 << 30:
@@ -502,6 +506,17 @@ class NetInspectKernel:
         data = ctypes.create_string_buffer(packet, len(packet))
         opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts), data_in=ctypes.addressof(data),
                             data_size_in=len(packet), repeat=repeat)
+        ctx = None
+        if gso_segs or gso_size:
+            if prog == PROGRAMS["xdp"]:
+                raise NetInspectError("gso_segs / gso_size apply to the TC programs only")
+            layout = {name: (off, size) for name, off, size in self.btf.layout("__sk_buff")}
+            ctx = ctypes.create_string_buffer(self.btf.struct("__sk_buff").size_or_type)
+            for name, value in (("gso_segs", gso_segs), ("gso_size", gso_size)):
+                off, size = layout[name]
+                ctypes.memmove(ctypes.addressof(ctx) + off, value.to_bytes(size, "little"), size)
+            opts.ctx_in = ctypes.addressof(ctx)
+            opts.ctx_size_in = len(ctx)
         ret = self._lib.bpf_prog_test_run_opts(self.prog_fd(prog), ctypes.byref(opts))
         if ret < 0:
             raise NetInspectError(f"test run of {prog} on {len(packet)} bytes: {libbpf.errno_text(ret)}")
