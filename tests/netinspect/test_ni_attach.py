@@ -540,7 +540,16 @@ def test_xdp_through_the_pinned_enforcement_link_of_our_own_netns(kern: NetInspe
     finally:
         with in_netns(NS_B):
             netmaps.sync_network(enforce, PolicySet())
-    assert not pin.exists() and xdp_prog_id(NS_B, VB) == 0
+    assert not pin.exists()
+    wait_until_no_xdp()
+
+
+def wait_until_no_xdp(timeout: float = 5.0) -> None:
+    """An unpinned link is released by a kernel work item: its interface is free a moment later."""
+    deadline = time.monotonic() + timeout
+    while xdp_prog_id(NS_B, VB):
+        assert time.monotonic() < deadline, "the XDP program stayed on the interface"
+        time.sleep(0.02)
 
 
 def test_an_existing_clsact_qdisc_is_kept_and_only_our_filters_go(kern: NetInspectKernel, pair: Pair) -> None:

@@ -24,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +62,7 @@ NETNS_DIR = "/run/netns"
 CLONE_NEWNET = 0x40000000
 BPF_TC_INGRESS, BPF_TC_EGRESS = 1, 2
 NETNS_TIMEOUT_S = 30.0
+XDP_BUSY_RETRY = (0.02, 0.05, 0.1, 0.2, 0.4)   # seconds between attach attempts while the interface is busy
 
 T = TypeVar("T")
 
@@ -623,6 +625,12 @@ class NetInspectKernel:
                 if prog is None:
                     raise NetInspectError(f"program {ENTRY_PROGRAM} is not in {enforce.obj_path}")
             link = lib.bpf_program__attach_xdp(prog, att.ifindex)
+            for delay in XDP_BUSY_RETRY:
+                if link or ctypes.get_errno() != errno.EBUSY:
+                    break
+                # a link just released (an unpinned enforcement link) leaves the interface a moment later
+                time.sleep(delay)
+                link = lib.bpf_program__attach_xdp(prog, att.ifindex)
             if not link:
                 err = ctypes.get_errno()
                 hint = " (another XDP program is attached there)" if err in (errno.EBUSY, errno.EEXIST) else ""
