@@ -1188,6 +1188,7 @@
   const NI_FAILURES = ["bad_l2", "bad_ipv4", "bad_ihl", "bad_ipv6", "ipv6_ext_limit", "bad_l4"];
   const NI_DETECTIONS = { syn_flood: "SYN flood (one source)", syn_flood_total: "SYN flood (all sources)", port_scan: "Port scan", icmp_flood: "ICMP flood" };
   const NI_EVENTS_LIMIT = 50;
+  const NI_FLOW_RECORDS = 200; // flow records read (a flow is exported again when it changed: one row per flow)
 
   // Characters that would be invisible or reorder text (C0/C1 controls, zero-width and bidi controls) are
   // shown as \xNN / \uNNNN escapes in a marked span, so a hostile DNS name is visible as what it is.
@@ -1249,7 +1250,7 @@
         const opts = { signal: page.signal };
         const [net, flows, dns, alerts] = await Promise.all([
           api("/network", opts),
-          api(`/events?${toQuery({ kind: "flow", limit: NI_EVENTS_LIMIT })}`, opts),
+          api(`/events?${toQuery({ kind: "flow", limit: NI_FLOW_RECORDS })}`, opts),
           api(`/events?${toQuery({ class_uid: 4003, limit: NI_EVENTS_LIMIT })}`, opts),
           networkAlerts(page.signal),
         ]);
@@ -1321,7 +1322,7 @@
       [...new Set(Object.values(counters).flatMap((c) => Object.keys(c || {})))]
         .filter((k) => !NI_COUNTERS.some(([n]) => n === k)).map((k) => [k, k, ""]));
     const counterRows = names.map(([key, label, kind]) => h("tr", { testid: "net-counter-row", "data-counter": key, class: kind === "fail" ? "fail-counter" : "" },
-      h("th", { class: "mono" }, label, h("span", { class: "sub" }, ` ${key}`)),
+      h("th", null, label, label.toLowerCase() === key ? null : h("span", { class: "sub mono" }, ` ${key}`)),
       hooks.map(([hook]) => {
         const v = Number(get(counters, `${hook}.${key}`, 0)) || 0;
         return h("td", { class: ["num", kind === "fail" && v ? "bad" : ""], testid: "net-counter", "data-hook": hook, "data-value": v,
