@@ -579,7 +579,7 @@ def test_failures_name_the_interface_and_leave_nothing(kern: NetInspectKernel, e
     try:
         with pytest.raises(NetInspectError, match=f"interface {NS_B}/{VB}: attaching enforce_xdp"):
             kern.attach(Interface(VB, netns=NS_B), enforce)
-        assert not has_clsact(NS_B, VB) and kern.attached() == []
+        assert not has_clsact(NS_B, VB) and kern.attached() == [] and slot0(enforce) == 0
     finally:
         sh("ip", "-n", NS_B, "link", "set", "dev", VB, "xdpgeneric", "off")
 

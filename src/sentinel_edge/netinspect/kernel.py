@@ -548,7 +548,12 @@ class NetInspectKernel:
                 self._detach_locked(cur)
             try:
                 path = _netns_path(iface.netns)
-                att = _in_netns(path, lambda: self._attach_here(iface, path, enforce))
+                try:
+                    att = _in_netns(path, lambda: self._attach_here(iface, path, enforce))
+                except BaseException:
+                    if not any(a.xdp_link or a.xdp_pinned for a in self._attached.values()):
+                        self._clear_slot0()     # set for this interface, which did not get the entry program
+                    raise
             except SentinelEdgeError as exc:
                 if isinstance(exc, NetInspectError) and str(exc).startswith(f"interface {what}:"):
                     raise
