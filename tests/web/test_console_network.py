@@ -60,7 +60,8 @@ class NetConsole:
     url: str
     token: str
     topo: netns_topology.Topology
-    dns: str
+    dns: str  # dnsmasq's address
+    dns_pid: int
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,9 @@ def topo() -> Iterator[netns_topology.Topology]:
 
 
 @pytest.fixture(scope="module")
-def dns_server(topo: netns_topology.Topology, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def dns_server(topo: netns_topology.Topology,
+               tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """dnsmasq in netns b: (its address, its pid)."""
     tmp = tmp_path_factory.mktemp("dnsmasq")
     proc = topo.popen(topo.b, ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
                                f"--listen-address={topo.ip_b}", "--port=53", "--user=root",
@@ -89,14 +92,15 @@ def dns_server(topo: netns_topology.Topology, tmp_path_factory: pytest.TempPathF
     try:
         wait_until(lambda: dig(topo, topo.ip_b, "+short", "www.sentinel.test").stdout.strip() == WWW or None,
                    "dnsmasq answering", timeout=15)
-        yield topo.ip_b
+        assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "dnsmasq"  # ip netns exec runs it in place
+        yield topo.ip_b, proc.pid
     finally:
         proc.kill()
         proc.wait()
 
 
 @pytest.fixture(scope="module")
-def net_console(topo: netns_topology.Topology, dns_server: str,
+def net_console(topo: netns_topology.Topology, dns_server: tuple[str, int],
                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[NetConsole]:
     tmp = tmp_path_factory.mktemp("console-net")
     cfg = textwrap.dedent(f"""\
@@ -119,7 +123,7 @@ def net_console(topo: netns_topology.Topology, dns_server: str,
     try:
         url = handle.api_url
         token = handle.admin_token
-        yield NetConsole(handle, Api(url, token), url, token, topo, dns_server)
+        yield NetConsole(handle, Api(url, token), url, token, topo, *dns_server)
     finally:
         rc = stop_agent(handle, read_output=False)
         shutil.copy(handle.log, artifacts_dir() / "agent-network.log")
@@ -473,7 +477,8 @@ def test_network_page_shows_interfaces_counters_flows_dns_detections_and_blocks(
         for key in ("packets_in", "packets_out", "bytes_in", "bytes_out"):
             expect(rt.get_by_test_id(f"flow-{key.replace('_', '-')}")).to_have_text(f"{t[key]:,}")
         assert t["packets_out"] >= 4 and t["packets_in"] >= 3
-        expect_proc(rt.get_by_test_id("flow-process"), "python", tcp.pid)
+        expect_proc_of(rt.get_by_test_id("flow-process"), tcp_a)
+        assert (tcp_a.get("actor") or {}).get("process", {}).get("pid") in (None, tcp.pid)
         expect(rt.get_by_test_id("flow-community-id")).to_have_text(tcp_a["connection_info"]["community_uid"])
 
         # the DNS query and its response on the client's end: name, type, code, answer, process (dig)
@@ -494,8 +499,12 @@ def test_network_page_shows_interfaces_counters_flows_dns_detections_and_blocks(
         expect(ans).to_contain_text(f"A {WWW}")
         expect_proc_of(rrow.get_by_test_id("dns-process"), r)
         assert (r.get("actor") or {}).get("process", {}).get("pid") in (None, digp.pid)
-        # the server's end sees the same exchange
+        # the server's end sees the same exchange; its answer was sent by dnsmasq (a long-lived socket owner)
         expect(dns_row(page, "query", "www.sentinel.test", topo.vb)).to_have_count(1)
+        rb_dns = dns_row(page, "response", "www.sentinel.test", topo.vb)
+        expect(rb_dns.get_by_test_id("dns-answer")).to_contain_text(f"A {WWW}")
+        expect_proc(rb_dns.get_by_test_id("dns-process"), "dnsmasq", c.dns_pid)
+        expect_proc_of(rb_dns.get_by_test_id("dns-process"), stored_dns(c, "www.sentinel.test", 2, topo.vb))
 
         # a port scan from the second address: a detection, its source blocked for drop_ttl_s
         amark = c.handle.alert_mark()
