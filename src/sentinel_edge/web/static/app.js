@@ -1229,6 +1229,8 @@
       uid ? h("a", { href: routeWith("#/search", { exec_id: uid }), title: "events of this process" }, label) : label);
   }
 
+  // The network rule set: rules of a file named *network* (rules/default/70_network.yaml) or tagged dns /
+  // netinspect (a user's own inspector rules).
   function isNetworkRule(r) {
     const file = str(r.file).split("/").pop();
     const tags = (r.tags || []).map((t) => str(t).toLowerCase());
@@ -1252,7 +1254,10 @@
           api("/network", opts),
           api(`/events?${toQuery({ kind: "flow", limit: NI_FLOW_RECORDS })}`, opts),
           api(`/events?${toQuery({ class_uid: 4003, limit: NI_EVENTS_LIMIT })}`, opts),
-          networkAlerts(page.signal),
+          networkAlerts(page.signal).catch((e) => {
+            if (e && e.name === "AbortError") throw e;
+            return { rules: [], items: [], counts: new Map(), error: e };
+          }),
         ]);
         if (!page.alive()) return;
         clear(body).append(renderNetwork(net, flows.items || [], dns.items || [], alerts));
@@ -1378,7 +1383,9 @@
       r.title || r.id, h("span", { class: "sub" }, ` ${alerts.counts.get(r.id) >= NI_EVENTS_LIMIT ? `${NI_EVENTS_LIMIT}+` : fmtNum(alerts.counts.get(r.id) || 0)}`)));
     const rows = alerts.items.map(alertRow);
     return h("div", null,
-      links.length ? h("div", { class: "chips", testid: "net-rules" }, links) : h("p", { class: "sub", testid: "net-rules-none" }, "No network rules are loaded."),
+      alerts.error ? errorBox(alerts.error) : null,
+      links.length ? h("div", { class: "chips", testid: "net-rules" }, links)
+        : alerts.error ? null : h("p", { class: "sub", testid: "net-rules-none" }, "No network rules are loaded."),
       h("table", { class: "data", testid: "net-alerts" },
         h("thead", null, h("tr", null, ["Time", "Severity", "Alert", "Process", "User", "Status", ""].map((x) => h("th", null, x)))),
         h("tbody", null, rows.length ? rows : h("tr", { class: "empty" }, h("td", { colspan: 7 }, "No network alerts.")))));
