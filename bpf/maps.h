@@ -165,6 +165,14 @@ struct {
 	__type(value, struct se_sock_owner);
 } se_sock_owner_map SEC(".maps") __weak;
 
+/* connected datagram sockets already reported by SE_NET_DGRAM (socket cookie -> 1) */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, __u8);
+} se_dgram_seen SEC(".maps") __weak;
+
 /*
  * Anchor: makes every wire struct and enum part of the object's BTF even when
  * no program uses it, so user space can build its decoder from the object.

@@ -233,6 +233,8 @@ enum se_net_op {
 	SE_NET_LISTEN = 6,
 	SE_NET_SENDTO = 7,           /* UDP datagram to an explicit address on an unconnected socket */
 	SE_NET_STATE = 8,            /* TCP state change */
+	SE_NET_DGRAM = 9,            /* first datagram sent on a connected UDP socket (once per socket): its
+	                              * cookie and both addresses, so packets seen later have their process */
 };
 
 struct se_net {

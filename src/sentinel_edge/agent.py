@@ -99,6 +99,7 @@ class Agent:
         self._next_config_check = 0.0
         self.network_reload = threading.Event()  # set by SIGHUP
         self.sockets = SocketTable()  # socket cookie -> owner, for the inspector's flows and DNS messages
+        self._net_mark = 0  # boot ns up to which every net sensor event has been processed
         self._response_actions: list[ResponseActions] = []
         # work from other threads (API), run on the pipeline thread between two rounds
         self._calls: queue.SimpleQueue[tuple[Callable[[Agent], Any], Future[Any]]] = queue.SimpleQueue()
@@ -329,7 +330,11 @@ class Agent:
         readers["process"].drain(raw_proc, limit)
         raw_other: list[bytes] = []
         for s in SENSORS[1:]:
-            readers[s].drain(raw_other, limit)
+            got = readers[s].drain(raw_other, limit)
+            if s == "net" and (got < limit or not self.cfg.sensors.net):
+                # every socket event up to `cut` is in this round: the inspector's events and flows up to
+                # there can be given the owners of their sockets (see NetInspectStage.drain)
+                self._net_mark = cut
         n = len(raw_proc) + len(raw_other)
         events = self._held
         self._held = []
@@ -349,7 +354,7 @@ class Agent:
             self._flush()
         if self.network is not None and self.network.kernel is not None:
             try:
-                net = self.network.drain(self.sockets, cut, final)
+                net = self.network.drain(self.sockets, self._net_mark, final)
             except SentinelEdgeError as exc:
                 net = []
                 self.counters.output_errors += 1

@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s sentinel-edge %(levelname)s %(message)s",
         stream=sys.stderr,
     )
+    # the Community ID library logs every hash it computes at INFO (one flow record = 8 lines)
+    logging.getLogger("communityid").setLevel(logging.WARNING)
     try:
         return int(args.fn(args))
     except SentinelEdgeError as exc:

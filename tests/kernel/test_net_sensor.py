@@ -252,6 +252,36 @@ def test_udp_unconnected_sendto(agent: Any) -> None:
     assert agent.find_all(net(pid, "sendto", fd=r["cxfd"]), since=mark) == []
 
 
+@pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
+def test_connected_udp_first_send_reports_its_cookie_once(agent: Any, v6: bool) -> None:
+    """connect() of a UDP socket has no cookie yet: the first datagram reports it (op send), once."""
+    mark = agent.mark()
+    fam, host = ("AF_INET6", "::1") if v6 else ("AF_INET", "127.0.0.1")
+    r = run(
+        f"""
+        rx = socket.socket(socket.{fam}, socket.SOCK_DGRAM); rx.bind(("{host}", 0))
+        cx = socket.socket(socket.{fam}, socket.SOCK_DGRAM); cx.connect(rx.getsockname()[:2])
+        n = cx.send(b"q" * 29)
+        cx.send(b"second"); cx.send(b"third")
+        out.update(n=n, port=rx.getsockname()[1], sport=cx.getsockname()[1], cookie=cookie(cx))
+        """
+    )
+    pid = r["pid"]
+    o = agent.wait_for(net(pid, "send"), since=mark)
+    check_common(o, pid, activity=6, family=10 if v6 else 2, sock_type=2, protocol=17)
+    assert o["unmapped"]["cookie"] == r["cookie"] != 0 and o["connection_info"]["uid"] == str(r["cookie"])
+    assert o["unmapped"]["bytes"] == 29 == r["n"] and o["traffic"] == {"bytes_out": 29, "packets_out": 1}
+    assert o["dst_endpoint"] == {"ip": host, "port": r["port"]}
+    assert o["src_endpoint"] == {"ip": host, "port": r["sport"]}
+    assert o["connection_info"]["direction_id"] == 2
+    # the connect event before it had no cookie to give; later sends are not reported
+    c = agent.wait_for(net(pid, "connect"), since=mark)
+    assert c["unmapped"]["cookie"] == 0
+    agent.wait_for(lambda x: x.get("unmapped", {}).get("event") == "exit"
+                   and x.get("unmapped", {}).get("proc", {}).get("pid") == pid, since=mark)
+    assert len(agent.find_all(net(pid, "send"), since=mark)) == 1
+
+
 def test_raw_and_packet_sockets(agent: Any) -> None:
     mark = agent.mark()
     r = run(

@@ -12,6 +12,7 @@ in the kernel's counters. Traffic stays between the two namespaces.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import subprocess
 import time
@@ -71,13 +72,19 @@ def make(tag: str, net: int) -> Topology:
             sh("ip", "netns", "exec", ns, "ethtool", "-K", dev, "gso", "off", "gro", "off", "tso", "off")
             sh("ip", "-n", ns, "link", "set", dev, "up")
         deadline = time.monotonic() + 10
-        while sh(*t.exec_a("ping", "-c", "1", "-W", "1", t.ip_b), check=False).returncode != 0:
+        while not all(_up(ns, dev) for ns, dev in ((t.a, t.va), (t.b, t.vb))):
             if time.monotonic() > deadline:
                 raise AssertionError("the veth pair did not come up")
+            time.sleep(0.05)
     except BaseException:
         remove(t)
         raise
     return t
+
+
+def _up(ns: str, dev: str) -> bool:
+    out = sh("ip", "-n", ns, "-j", "link", "show", dev).stdout
+    return bool(json.loads(out)[0].get("operstate") == "UP")
 
 
 def remove(t: Topology) -> None:

@@ -69,6 +69,7 @@ def _stage(**cfg: Any) -> tuple[NetInspectStage, FakeKernel, Clock]:
     k = FakeKernel()
     st.kernel = k  # type: ignore[assignment]
     st._ifnames[7] = ("veth0", "blue")
+    st._index["blue/veth0"] = 7
     return st, k, clock
 
 

@@ -35,7 +35,7 @@ def test_doc_table_and_fields_agree() -> None:
 def test_every_spec_is_well_formed() -> None:
     for name, spec in FIELDS.items():
         assert spec.name == name
-        assert spec.type in ("str", "int", "bool", "list[str]", "list[int]"), name
+        assert spec.type in ("str", "int", "float", "bool", "list[str]", "list[int]"), name
         assert callable(spec.get)
         assert spec.kinds is None or (spec.kinds and all(isinstance(k, str) for k in spec.kinds)), name
         indexed = name in ("proc.aname", "proc.aexe", "proc.acmdline", "proc.apid")

@@ -16,23 +16,33 @@ from typing import Any
 import pytest
 
 from sentinel_edge.loader.session import default_object_path
+from sentinel_edge.netinspect.kernel import default_object_path as netinspect_object_path
 from sentinel_edge.wire import Decoder
 
 pytestmark = pytest.mark.skipif(shutil.which("bpftool") is None, reason="bpftool not installed")
 
 
+# the objects whose events cross a ring into the agent's decoders (the enforcement object's: tests/enforce)
+OBJECTS = {"sensors": default_object_path, "netinspect": netinspect_object_path}
+
+
+@pytest.fixture(scope="module", params=sorted(OBJECTS))
+def obj(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 @pytest.fixture(scope="module")
-def bpftool_types() -> dict[int, dict[str, Any]]:
+def bpftool_types(obj: str) -> dict[int, dict[str, Any]]:
     out = subprocess.run(
-        ["bpftool", "-j", "btf", "dump", "file", default_object_path()],
+        ["bpftool", "-j", "btf", "dump", "file", OBJECTS[obj]()],
         check=True, capture_output=True, text=True,
     ).stdout
     return {t["id"]: t for t in json.loads(out)["types"]}
 
 
 @pytest.fixture(scope="module")
-def decoder() -> Decoder:
-    return Decoder.from_object(default_object_path())
+def decoder(obj: str) -> Decoder:
+    return Decoder.from_object(OBJECTS[obj]())
 
 
 def _resolve(types: dict[int, dict[str, Any]], tid: int) -> dict[str, Any]:
@@ -57,13 +67,19 @@ def _struct(types: dict[int, dict[str, Any]], name: str) -> dict[str, Any]:
     return found[0]
 
 
-def test_every_event_type_has_a_decoder(decoder: Decoder, bpftool_types: dict[int, dict[str, Any]]) -> None:
+def test_every_event_type_has_a_decoder(obj: str, decoder: Decoder,
+                                        bpftool_types: dict[int, dict[str, Any]]) -> None:
     enum = next(t for t in bpftool_types.values() if t["kind"] == "ENUM" and t.get("name") == "se_event_type")
     names = {v["name"] for v in enum["values"]}
     decoded = {"SE_EV_" + lay.kind.upper() for lay in decoder.layouts.values()}
-    # SE_EV_LOSS is synthesised by user space and has no struct; SE_EV_ENFORCE is the
-    # enforcement object's (enforce.bpf.o, decoded with its own BTF: tests/enforce)
-    assert names - decoded == {"SE_EV_LOSS", "SE_EV_ENFORCE"}
+    inspector = {"SE_EV_NETDET", "SE_EV_DNS"}
+    if obj == "netinspect":
+        assert decoded == inspector
+        return
+    # SE_EV_LOSS and SE_EV_FLOW are synthesised by user space and have no struct; SE_EV_ENFORCE is the
+    # enforcement object's (enforce.bpf.o, decoded with its own BTF: tests/enforce); the inspector's
+    # events are decoded with netinspect.bpf.o's BTF (the other parameter of this test)
+    assert names - decoded == {"SE_EV_LOSS", "SE_EV_ENFORCE", "SE_EV_FLOW"} | inspector
 
 
 def test_sizes_and_offsets_match_bpftool(decoder: Decoder, bpftool_types: dict[int, dict[str, Any]]) -> None:
@@ -141,18 +157,25 @@ def test_record_filled_at_bpftool_offsets_decodes_back(
         assert ev.data == expected, lay.struct_name
 
 
-def test_short_and_unknown_records_are_rejected(decoder: Decoder) -> None:
+@pytest.fixture(scope="module")
+def sensors_decoder() -> Decoder:
+    return Decoder.from_object(default_object_path())
+
+
+def test_short_and_unknown_records_are_rejected(obj: str, decoder: Decoder) -> None:
     from sentinel_edge.errors import WireError
 
     with pytest.raises(WireError, match="shorter than the header"):
         decoder.decode(b"\x01\x00")
     with pytest.raises(WireError, match="unknown event type 999"):
         decoder.decode((999).to_bytes(2, "little") + bytes(200))
-    with pytest.raises(WireError, match="se_exec record of 40 bytes"):
-        decoder.decode((1).to_bytes(2, "little") + bytes(38))
+    type_id, name = (60, "se_netdet") if obj == "netinspect" else (1, "se_exec")
+    with pytest.raises(WireError, match=f"{name} record of 40 bytes"):
+        decoder.decode(type_id.to_bytes(2, "little") + bytes(38))
 
 
-def test_config_struct_is_packed_at_btf_offsets(decoder: Decoder) -> None:
+def test_config_struct_is_packed_at_btf_offsets(sensors_decoder: Decoder) -> None:
+    decoder = sensors_decoder
     from sentinel_edge import config
     from sentinel_edge.loader.probes import KernelFeatures
     from sentinel_edge.loader.session import BpfSession

@@ -112,6 +112,7 @@ class NetStats:
     blocks_refused: int = 0
     wire_errors: int = 0
     flow_read_errors: int = 0
+    other_interfaces: int = 0  # events of interfaces not in network.interfaces (ignored)
 
 
 class NetInspectStage:
@@ -230,9 +231,13 @@ class NetInspectStage:
     def drain(self, sockets: SocketTable | None, cut_ns: int, final: bool = False) -> list[Event]:
         """Events ready for the pipeline: ring events old enough to be attributed, and flow records when due.
 
-        ``cut_ns`` is when the sensor rings were last drained: an inspector
-        event is released once it is HOLD_NS older than that, so the socket
-        events of its moment have been noted in ``sockets`` first.
+        ``cut_ns`` is the agent's watermark: every net sensor event up to
+        that time has been processed (its socket noted in ``sockets``). An
+        inspector event is released once it is HOLD_NS older than that, and
+        a flow is exported once its first packet is, so the socket events of
+        their moment (connect, accept, the SYN_SENT state change, which comes
+        before the first packet) have been seen first, even when the agent
+        is behind on a busy host.
         """
         if self.kernel is None or self._decoder is None:
             return []
@@ -256,7 +261,7 @@ class NetInspectStage:
         out = self._release(ready, sockets, final)
         if final or time.monotonic() >= self._next_flows:
             self._next_flows = time.monotonic() + self.cfg.flow_interval_s
-            out += self._flows(sockets, final=False)
+            out += self._flows(sockets, final=False, mark_ns=None if final else cut_ns - HOLD_NS)
         return out
 
     def pending(self) -> int:
@@ -264,9 +269,16 @@ class NetInspectStage:
 
     def _release(self, events: list[Event], sockets: SocketTable | None, final: bool) -> list[Event]:
         out: list[Event] = []
+        attached = set(self._index.values())
         for ev in events:
             d = ev.data
-            name, netns = self._ifnames.get(int(d.get("ifindex", 0)), ("", None))
+            ifindex = int(d.get("ifindex", 0))
+            if ifindex not in attached:
+                # slot 0 of the XDP entry is shared by every interface the entry program runs on (inbound
+                # policies may attach it elsewhere): only the configured interfaces are reported
+                self.stats.other_interfaces += 1
+                continue
+            name, netns = self._ifnames.get(ifindex, ("", None))
             d["ifname"] = name
             d["netns"] = netns
             if ev.kind == KIND_DNS:
@@ -358,8 +370,12 @@ class NetInspectStage:
 
     # -- flows -------------------------------------------------------------------------------
 
-    def _flows(self, sockets: SocketTable | None, final: bool) -> list[Event]:
-        """Flow records of the flows that changed since the last export; closed and idle ones are forgotten."""
+    def _flows(self, sockets: SocketTable | None, final: bool, mark_ns: int | None = None) -> list[Event]:
+        """Flow records of the flows that changed since the last export; closed and idle ones are forgotten.
+
+        A flow whose first packet is later than ``mark_ns`` waits for the next read (its socket's events
+        have not been processed yet); None: no wait.
+        """
         assert self.kernel is not None
         if not self.cfg.flows or not self.cfg.tc:
             return []
@@ -374,8 +390,13 @@ class NetInspectStage:
         out: list[Event] = []
         gone: list[bytes] = []
         seen: set[bytes] = set()
+        attached = set(self._index.values())
         for f in entries:
             seen.add(f.key)
+            if mark_ns is not None and f.first_ns > mark_ns:
+                continue
+            if f.ifindex not in attached:
+                continue
             pkts = f.pkts_in + f.pkts_out
             closed = f.proto == IPPROTO_TCP and bool((f.flags_in | f.flags_out) & TCP_RST or (
                 f.flags_in & TCP_FIN and f.flags_out & TCP_FIN))
@@ -444,6 +465,7 @@ class NetInspectStage:
             "flows_closed": self.stats.flows_closed, "attributed": self.stats.attributed,
             "unattributed": self.stats.unattributed, "blocks": self.stats.blocks,
             "blocks_refused": self.stats.blocks_refused, "wire_errors": self.stats.wire_errors,
+            "other_interfaces": self.stats.other_interfaces,
             "held": len(self._held),
         }
         if self.kernel is not None:

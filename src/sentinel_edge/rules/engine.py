@@ -39,7 +39,7 @@ KIND_SENSOR = {
     "cred": "priv", "ns": "priv",
     "mem": "mem", "ptrace": "mem", "memfd": "mem", "module": "mem", "bpf": "mem", "io_uring": "mem",
 }
-ALL_KINDS = frozenset(KIND_SENSOR)
+ALL_KINDS = frozenset(KIND_SENSOR) | {"netdet", "dns", "flow"}  # + the network inspector's kinds
 # errors of one rule logged before it goes quiet (it is still counted)
 LOG_RULE_ERRORS = 3
 

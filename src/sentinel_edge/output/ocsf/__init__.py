@@ -11,6 +11,7 @@ from sentinel_edge.output.ocsf import file as _file  # noqa: F401
 from sentinel_edge.output.ocsf import health as _health  # noqa: F401
 from sentinel_edge.output.ocsf import kernel as _kernel  # noqa: F401
 from sentinel_edge.output.ocsf import memory as _memory  # noqa: F401
+from sentinel_edge.output.ocsf import netinspect as _netinspect  # noqa: F401
 from sentinel_edge.output.ocsf import network as _network  # noqa: F401
 from sentinel_edge.output.ocsf import privilege as _privilege  # noqa: F401
 from sentinel_edge.output.ocsf import process as _process  # noqa: F401

@@ -15,6 +15,9 @@ accept                  1 Open, direction inbound
 bind                    99 Other, ``activity_name`` "Bind"
 listen                  7 Listen
 sendto                  6 Traffic with ``traffic.bytes_out``
+send (first datagram    6 Traffic with ``traffic.bytes_out`` (once per
+of a connected UDP      socket: what ties the socket's cookie to its
+socket)                 process)
 state (TCP)             1 Open into ESTABLISHED, 2 Close into CLOSE,
                         3 Reset when the close carries ECONNRESET
 ======================  =============================================
@@ -74,6 +77,7 @@ OP_BIND = 5
 OP_LISTEN = 6
 OP_SENDTO = 7
 OP_STATE = 8
+OP_DGRAM = 9  # first datagram of a connected UDP socket (once per socket)
 
 OP_NAMES = {
     OP_SOCKET: "socket",
@@ -84,6 +88,7 @@ OP_NAMES = {
     OP_LISTEN: "listen",
     OP_SENDTO: "sendto",
     OP_STATE: "state",
+    OP_DGRAM: "send",
 }
 
 AF_UNIX = 1
@@ -226,7 +231,7 @@ def _activity_and_status(d: dict[str, Any]) -> tuple[int, str | None, int | None
     if op == OP_LISTEN:
         status, extra = status_from_ret(ret)
         return ACTIVITY_LISTEN, None, status, extra
-    if op == OP_SENDTO:
+    if op in (OP_SENDTO, OP_DGRAM):
         status, extra = status_from_ret(ret)
         return ACTIVITY_TRAFFIC, None, status, extra
     if op == OP_STATE:
@@ -247,7 +252,7 @@ def _activity_and_status(d: dict[str, Any]) -> tuple[int, str | None, int | None
 
 
 def _direction(op: int) -> int:
-    if op in (OP_CONNECT, OP_CONNECT_DONE, OP_SENDTO):
+    if op in (OP_CONNECT, OP_CONNECT_DONE, OP_SENDTO, OP_DGRAM):
         return DIRECTION_OUTBOUND
     if op in (OP_ACCEPT, OP_LISTEN):
         return DIRECTION_INBOUND
@@ -310,7 +315,7 @@ def network_activity(event: Event, host: HostInfo) -> dict[str, Any]:
         conn["uid"] = str(d["cookie"])
     obj["connection_info"] = conn
 
-    if op == OP_SENDTO and d["ret"] >= 0:
+    if op in (OP_SENDTO, OP_DGRAM) and d["ret"] >= 0:
         obj["traffic"] = {"bytes_out": d["bytes"], "packets_out": 1}
 
     um: dict[str, Any] = obj["unmapped"]
@@ -337,7 +342,7 @@ def network_activity(event: Event, host: HostInfo) -> dict[str, Any]:
         um["owner_pid"] = d["owner_pid"]
     if op == OP_LISTEN:
         um["backlog"] = d["backlog"]
-    if op == OP_SENDTO:
+    if op in (OP_SENDTO, OP_DGRAM):
         um["bytes"] = d["bytes"]
     if unix_path is not None:
         um["unix_path"] = unix_path
