@@ -727,7 +727,8 @@ _add(FieldSpec("net.unix_path", "str", _net(lambda d: _tb(d.get("unix_path"))), 
 _add(FieldSpec("net.state", "str", _net(_tcp_state("new_state")), _NET, doc="TCP state entered"))
 _add(FieldSpec("net.old_state", "str", _net(_tcp_state("old_state")), _NET, doc="TCP state left"))
 _add(FieldSpec("net.cookie", "int", _net(lambda d: d.get("cookie") or None), _NET, doc="socket cookie"))
-_add(FieldSpec("net.bytes", "int", _net(_net_bytes), _NET, doc="sendto length, or the first datagram's of a connected UDP socket (op send)"))
+_add(FieldSpec("net.bytes", "int", _net(_net_bytes), _NET,
+               doc="bytes of a sendto, or of a connected UDP socket's first datagram (op send)"))
 
 
 # ---------------------------------------------------------------- cred.*
