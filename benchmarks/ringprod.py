@@ -98,9 +98,7 @@ class Producer:
             self.path = build(self._tmp)
             self.btf = Btf.from_elf(self.path)
             lb = self._lib = libbpf.lib()
-            self._run = lb.bpf_prog_test_run_opts
-            self._run.restype = ctypes.c_int
-            self._run.argtypes = [ctypes.c_int, ctypes.POINTER(TestRunOpts)]
+            self._run = lb.bpf_prog_test_run_opts  # prototype in loader/libbpf.py (shared: never changed here)
             self._obj = libbpf.check_ptr(lb.bpf_object__open_file(self.path.encode(), None), "opening producer")
             ring = libbpf.check_ptr(lb.bpf_object__find_map_by_name(self._obj, b"bench_ring"), "finding bench_ring")
             libbpf.check_int(lb.bpf_map__set_max_entries(ring, ring_bytes), "sizing bench_ring")

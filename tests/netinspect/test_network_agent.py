@@ -35,10 +35,11 @@ TAG = f"se6{os.getpid() % 1000}"
 NET = 66
 PIN_ROOT = f"/sys/fs/bpf/se-test-net-{os.getpid()}"
 WINDOW_MS = 1000
-SYN_SRC, SYN_ALL, SCAN_PORTS, ICMP = 150, 100_000, 25, 150
+SYN_SRC, SYN_ALL, SCAN_PORTS, ICMP = 150, 400, 25, 150
 MGMT_SOURCE = f"10.{NET}.0.12"   # in response.never_block: detections from it are never blocked
 FLOOD_SOURCE = f"10.{NET}.0.11"  # the source the SYN-flood drop test blocks
 SCAN_SOURCE = f"10.{NET}.0.13"   # the scanner (blocked for the scan: the drop is on)
+ICMP_SOURCE = f"10.{NET}.0.14"   # the ICMP flooder
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +51,7 @@ def topo() -> Iterator[netns_topology.Topology]:
         t.add_address_a(FLOOD_SOURCE)
         t.add_address_a(MGMT_SOURCE)
         t.add_address_a(SCAN_SOURCE)
+        t.add_address_a(ICMP_SOURCE)
         yield t
     finally:
         netns_topology.remove(t)
@@ -470,6 +472,44 @@ def test_flood_from_a_never_block_source_is_reported_not_blocked(net_agent: Agen
     assert _syn_replies(topo, MGMT_SOURCE, 9, 3) == 3
 
 
+def test_spoofed_syn_flood_raises_the_aggregate_event_and_blocks_no_one(net_agent: AgentHandle,
+                                                                        topo: netns_topology.Topology) -> None:
+    """Random sources (hping3 --rand-source; b has no route to them, its replies go nowhere): the aggregate
+    detection fires, no per-source one, and nothing is blocked (the sources are forged)."""
+    mark, amark = net_agent.mark(), net_agent.alert_mark()
+    blocks_before = {b["address"] for b in _get(net_agent, "/api/v1/network")["blocks_in_force"]}
+    subprocess.run(topo.exec_a("hping3", "-S", "-p", "22", "--rand-source", "-c", "1000", "-i", "u500", topo.ip_b),
+                   capture_output=True, timeout=60)
+    ev = wait_until(lambda: (net_agent._read(), next(iter(_netdet(net_agent, mark, "aggregate_syn_flood")),
+                                                     None))[1], "aggregate SYN-flood event", timeout=15)
+    assert ev["count"] == SYN_ALL and ev["dst_endpoint"]["ip"] == topo.ip_b and ev["dst_endpoint"]["port"] == 22
+    assert not (ev.get("unmapped") or {}).get("response")
+    net_agent.wait_alert("se.impact.net_syn_flood_aggregate", since=amark, timeout=15)
+    assert not _netdet(net_agent, mark, "syn_flood")  # no single forged source crossed its threshold
+    blocks_after = {b["address"] for b in _get(net_agent, "/api/v1/network")["blocks_in_force"]}
+    assert blocks_after == blocks_before
+
+
+def test_icmp_flood_is_detected_and_its_source_dropped(net_agent: AgentHandle,
+                                                       topo: netns_topology.Topology) -> None:
+    mark = net_agent.mark()
+
+    def pings(count: int, interval: str) -> int:
+        res = subprocess.run(topo.exec_a("hping3", "--icmp", "-a", ICMP_SOURCE, "-c", str(count), "-i", interval,
+                                         topo.ip_b), capture_output=True, text=True, timeout=60)
+        line = next(ln for ln in (res.stdout + res.stderr).splitlines() if "packets received" in ln)
+        return int(line.split(",")[1].split()[0])
+
+    assert pings(3, "u10000") == 3
+    pings(ICMP + 50, "u1000")
+    ev = wait_until(lambda: (net_agent._read(), next(iter(_netdet(net_agent, mark, "icmp_flood")), None))[1],
+                    "ICMP-flood event", timeout=15)
+    assert ev["src_endpoint"]["ip"] == ICMP_SOURCE and ev["count"] == ICMP
+    assert ev["connection_info"]["protocol_num"] == 1
+    assert ev["unmapped"]["response"]["ok"] is True
+    assert pings(3, "u10000") == 0
+
+
 # --------------------------------------------------------------------------- malformed packets
 
 MALFORMED = r"""
@@ -527,6 +567,20 @@ def test_interfaces_status_and_history(net_agent: AgentHandle, topo: netns_topol
     net = _status_net(net_agent)
     assert set(net["interfaces"]) == {f"{topo.b}/{topo.vb}", f"{topo.a}/{topo.va}"}
     assert net["problems"] == {}
+    for spec, ns, dev, index in ((f"{topo.b}/{topo.vb}", topo.b, topo.vb, topo.ib),
+                                 (f"{topo.a}/{topo.va}", topo.a, topo.va, topo.ia)):
+        i = net["interfaces"][spec]
+        assert (i["name"], i["netns"], i["ifindex"]) == (dev, ns, index)
+        assert sorted(i["hooks"]) == ["tc_egress", "tc_ingress", "xdp"]
+    view = _get(net_agent, "/api/v1/network")
+    assert view["enabled"] is True and view["settings"]["port_scan_ports"] == SCAN_PORTS
+    assert set(view["interfaces"]) == set(net["interfaces"])
+    # the drop tests above blocked the scanner and the flooder, never the management source
+    blocked = {b["address"]: b for b in view["blocks_in_force"]}
+    assert {SCAN_SOURCE, FLOOD_SOURCE} <= set(blocked) and MGMT_SOURCE not in blocked
+    assert 0 < blocked[SCAN_SOURCE]["expires_in_s"] <= 600
+    assert blocked[SCAN_SOURCE]["reason"].startswith("network inspector: port_scan")
+    assert view["detections"]["port_scan"] >= 1 and view["blocks"] >= 2
     page = _get(net_agent, "/api/v1/events?kind=flow&limit=5")
     assert page["items"] and all(i["class_uid"] == 4001 for i in page["items"])
     page = _get(net_agent, "/api/v1/events?class_uid=4003&limit=5")

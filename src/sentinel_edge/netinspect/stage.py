@@ -136,6 +136,7 @@ class NetInspectStage:
         self._next_flows = 0.0
         self._ifnames: dict[int, tuple[str, str | None]] = {}  # ifindex -> (name, netns)
         self._index: dict[str, int] = {}  # spec -> ifindex of the attached interfaces
+        self._hooks: dict[str, tuple[str, ...]] = {}  # spec -> hooks attached there
         self._dns_owner: dict[tuple[Any, ...], tuple[dict[str, Any], int]] = {}  # see _dns_match
 
     # -- lifecycle -------------------------------------------------------------------
@@ -170,6 +171,7 @@ class NetInspectStage:
         for spec in [s for s in self.interfaces if s not in want]:
             iface = self.interfaces.pop(spec)
             self._index.pop(spec, None)
+            self._hooks.pop(spec, None)
             try:
                 kernel.detach(iface)
                 notes.append(f"network inspector detached from {spec}")
@@ -204,6 +206,7 @@ class NetInspectStage:
             self.problems.pop(spec, None)
             self.interfaces[spec] = iface
             self._index[spec] = got.ifindex
+            self._hooks[spec] = tuple(got.hooks)
             self._ifnames[got.ifindex] = (iface.name, iface.netns)
             notes.append(f"network inspector attached to {spec} (ifindex {got.ifindex}: "
                          f"{', '.join(got.hooks)})")
@@ -457,7 +460,8 @@ class NetInspectStage:
 
     def status(self) -> dict[str, Any]:
         st: dict[str, Any] = {
-            "interfaces": {spec: {"name": i.name, "netns": i.netns, "xdp": i.xdp, "tc": i.tc}
+            "interfaces": {spec: {"name": i.name, "netns": i.netns, "xdp": i.xdp, "tc": i.tc,
+                                  "ifindex": self._index.get(spec), "hooks": list(self._hooks.get(spec, ()))}
                            for spec, i in self.interfaces.items()},
             "problems": dict(self.problems),
             "detections": dict(self.stats.detections), "dns": self.stats.dns,
