@@ -19,6 +19,7 @@
                   XDP program on a veth costs by itself: the veth then converts every skb for XDP),
      - inspect:   the inspector on the peer (XDP through the enforcement entry + TC), frames passed,
      - xdp-drop:  the source blocked by the enforcement entry program (KernelAddressBlocker),
+     - xdp-drop-generic: the same with the entry program attached in generic (skb) mode,
      - nft-drop:  an nftables netdev ingress rule dropping the source.
    The peer's work runs in the sender's softirq on the sender's CPU, so the
    sender's rate is the cost of the whole path. Variants interleave within
@@ -289,6 +290,16 @@ def nft_dropped() -> int:
     raise SystemExit("nft counter not found")
 
 
+def entry_prog_id(enforce: EnforceKernel) -> int:
+    """Kernel id of the enforcement entry program (loaded by sync_network)."""
+    from sentinel_edge.netinspect.kernel import ENTRY_PROGRAM, _prog_id
+
+    prog = enforce._find_prog(ENTRY_PROGRAM)
+    if prog is None:
+        raise SystemExit(f"{ENTRY_PROGRAM} is not loaded")
+    return _prog_id(libbpf.lib().bpf_program__fd(prog))
+
+
 def pps(rounds: int, seconds: float, max_packets: int, enforce: EnforceKernel, tmp: Path) -> dict[str, list[float]]:
     sender = str(tmp / "sender")
     (tmp / "sender.c").write_text(SENDER_C)
@@ -297,7 +308,8 @@ def pps(rounds: int, seconds: float, max_packets: int, enforce: EnforceKernel, t
     cpu = min(os.sched_getaffinity(0))
     blocker = netmaps.KernelAddressBlocker(enforce)
     src = ipaddress.ip_address(IP_A)
-    results: dict[str, list[float]] = {"pass": [], "entry": [], "inspect": [], "xdp-drop": [], "nft-drop": []}
+    results: dict[str, list[float]] = {"pass": [], "entry": [], "inspect": [], "xdp-drop": [],
+                                       "xdp-drop-generic": [], "nft-drop": []}
     inspector = NetInspectKernel(NiSettings(syn_src=HIGH, syn_all=HIGH, scan_ports=HIGH, icmp=HIGH))
     inspector.load()
     order = list(results)
@@ -308,6 +320,7 @@ def pps(rounds: int, seconds: float, max_packets: int, enforce: EnforceKernel, t
         "entry": lambda: 0,
         "inspect": lambda: inspector.counters()["xdp"]["packets"],
         "xdp-drop": lambda: enforce.stats()["drops"],
+        "xdp-drop-generic": lambda: enforce.stats()["drops"],
         "nft-drop": nft_dropped,
     }
     try:
@@ -320,6 +333,16 @@ def pps(rounds: int, seconds: float, max_packets: int, enforce: EnforceKernel, t
                         netmaps.sync_network(enforce, PolicySet(), extra_interfaces=(VB,))
                     if variant == "xdp-drop":
                         blocker.block(src, 600, "benchmark")
+                elif variant == "xdp-drop-generic":
+                    # the same entry program in generic (skb) mode: bpftool in the namespace, by program id
+                    with in_netns(NS_B):
+                        netmaps.sync_network(enforce, PolicySet(), extra_interfaces=(VB,))
+                        prog_id = entry_prog_id(enforce)
+                        netmaps.sync_network(enforce, PolicySet())
+                    wait_no_xdp()
+                    sh("ip", "netns", "exec", NS_B, "bpftool", "net", "attach", "xdpgeneric", "id", str(prog_id),
+                       "dev", VB)
+                    blocker.block(src, 600, "benchmark")
                 elif variant == "nft-drop":
                     sh("ip", "netns", "exec", NS_B, "nft", "-f", "-", input=NFT_RULES)
                 check = checks[variant]
@@ -338,6 +361,9 @@ def pps(rounds: int, seconds: float, max_packets: int, enforce: EnforceKernel, t
                     with in_netns(NS_B):
                         netmaps.sync_network(enforce, PolicySet())
                     wait_no_xdp()   # the unpinned link leaves the interface through a kernel work item
+                elif variant == "xdp-drop-generic":
+                    blocker.unblock(src)
+                    sh("ip", "netns", "exec", NS_B, "bpftool", "net", "detach", "xdpgeneric", "dev", VB)
                 elif variant == "nft-drop":
                     sh("ip", "netns", "exec", NS_B, "nft", "delete", "table", "netdev", "se_bench")
     finally:
@@ -378,11 +404,12 @@ def main() -> None:
         print(f"\nveth, one sender on one CPU, 64-byte UDP frames from one source ({args.rounds} rounds of "
               f"{args.seconds:g} s, median packets/s)")
         for k, v in med.items():
-            print(f"  {k:10} {v:>12,.0f} pps   (runs: {', '.join(f'{x:,.0f}' for x in res[k])})")
+            print(f"  {k:16} {v:>12,.0f} pps   (runs: {', '.join(f'{x:,.0f}' for x in res[k])})")
         ratio = [x / y for x, y in zip(res["xdp-drop"], res["nft-drop"], strict=True)]
         print(f"  {'xdp-drop / nft-drop:':20} {statistics.median(ratio):.2f} (median of per-round ratios "
               f"{', '.join(f'{x:.2f}' for x in ratio)})")
-        for a, b in (("inspect", "pass"), ("entry", "pass"), ("inspect", "entry")):
+        for a, b in (("xdp-drop-generic", "nft-drop"), ("xdp-drop-generic", "xdp-drop"), ("inspect", "pass"),
+                     ("entry", "pass"), ("inspect", "entry")):
             q = [x / y for x, y in zip(res[a], res[b], strict=True)]
             print(f"  {a + ' / ' + b + ':':20} {statistics.median(q):.2f} (median of per-round ratios "
                   f"{', '.join(f'{x:.2f}' for x in q)})")

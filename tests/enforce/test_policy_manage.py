@@ -106,7 +106,13 @@ def test_with_an_agent_apply_signals_it_and_remove_unloads(tmp_path: Path, setup
         assert r.returncode == 0, r.stderr
         assert f"the agent (pid {h.proc.pid}) applies 1 policies now" in r.stdout
         assert _killed(exe, tmp_path)
-        st = json.loads(h.status_file.read_text())
+        # the status file is rewritten on the agent's stats timer: it may trail the kill by a round
+        deadline = time.monotonic() + 10
+        while True:
+            st = json.loads(h.status_file.read_text())
+            if st["enforcement"]["policies"] == 1 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         assert st["enforcement"]["policies"] == 1 and st["enforcement"]["install"] == "installed"
         r = _cli("remove", "drop.yaml", "-c", str(cfg), status=h.status_file)
         assert r.returncode == 0 and f"the agent (pid {h.proc.pid})" in r.stdout

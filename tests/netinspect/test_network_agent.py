@@ -458,6 +458,10 @@ def test_syn_flood_raises_an_event_and_the_drop_stops_replies(net_agent: AgentHa
     assert _syn_replies(topo, topo.ip_a, 7, 3) == 3  # another source of the same namespace still gets replies
     c = _counters(net_agent, "xdp")
     assert c.get("packets", 0) > burst
+    # the drops are counted by the enforcement entry program, and shown in /metrics
+    metrics = str(_get(net_agent, "/metrics"))
+    m = re.search(r'^sentinel_edge_enforce_kernel_total\{counter="drops"\} (\d+)', metrics, re.M)
+    assert m is not None and int(float(m.group(1))) >= 5, metrics[-2000:]
 
 
 def test_flood_from_a_never_block_source_is_reported_not_blocked(net_agent: AgentHandle,

@@ -103,6 +103,7 @@ ENDPOINTS = [
     Endpoint("read", "GET", "/api/v1/rules", 200),
     Endpoint("read", "GET", "/api/v1/policies", 200),
     Endpoint("read", "GET", "/api/v1/status", 200),
+    Endpoint("read", "GET", "/api/v1/network", 200),
     Endpoint("read", "GET", "/api/v1/stream?seconds=1", 200),
     Endpoint("read", "GET", "/metrics", 200),
     Endpoint("alerts:write", "POST", "/api/v1/alerts/no-such-alert/ack", 404, {"comment": "seen"}),
@@ -190,6 +191,9 @@ def _check_allowed_answer(role: str, ep: Endpoint, r: Reply) -> None:
         assert {"alerts_over_time", "alerts_by_severity", "top_rules", "rates", "loss"} <= set(r.body)
     elif path == "/api/v1/rules":
         assert any(x["id"] == SHADOW_RULE for x in r.body["items"])
+    elif path == "/api/v1/network":  # this agent inspects no interface: the inspector is off
+        assert r.body["enabled"] is False and r.body["blocks_in_force"] == []
+        assert r.body["settings"]["port_scan_ports"] == 30 and r.body["interfaces"] == {}
     else:
         raise AssertionError(f"no check for {ep.id}")
 
