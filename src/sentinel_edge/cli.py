@@ -269,6 +269,18 @@ def _cmd_status(args: argparse.Namespace) -> int:
               f"(rejected {enf.get('apply_failures', 0)})")
         for prob in enf.get("problems", []):
             print(f"  policy problem: {prob}")
+    net = st.get("network")
+    if net and (net.get("interfaces") or net.get("problems")):
+        ifs = ", ".join(f"{spec} ({'+'.join(i.get('hooks') or [])})" for spec, i in net["interfaces"].items())
+        print(f"network inspector: {ifs or 'no interface attached'}; flows exported {net.get('flows_exported', 0)}, "
+              f"DNS messages {net.get('dns', 0)}, detections {sum(net.get('detections', {}).values())}, "
+              f"blocks {net.get('blocks', 0)} (refused {net.get('blocks_refused', 0)})")
+        for hook, c in (net.get("counters") or {}).items():
+            bad = sum(v for k, v in c.items() if k.startswith("bad_") or k == "ipv6_ext_limit")
+            print(f"  {hook:<10} packets {c.get('packets', 0):>10}, parse failures {bad}, "
+                  f"ring dropped {c.get('ring_dropped', 0)}")
+        for spec, why in net.get("problems", {}).items():
+            print(f"  not attached: {spec}: {why}")
     hist = st.get("history")
     if hist:
         print(f"history: {hist.get('written_events', 0)} events, {hist.get('written_alerts', 0)} alerts written, "

@@ -576,6 +576,12 @@ def test_interfaces_status_and_history(net_agent: AgentHandle, topo: netns_topol
         i = net["interfaces"][spec]
         assert (i["name"], i["netns"], i["ifindex"]) == (dev, ns, index)
         assert sorted(i["hooks"]) == ["tc_egress", "tc_ingress", "xdp"]
+    # the status command shows the inspector too
+    wait_until(lambda: net_agent.status().get("network", {}).get("interfaces"), "status file with the inspector")
+    out = subprocess.run([sys.executable, "-m", "sentinel_edge.cli", "status", "--status-file",
+                          str(net_agent.status_file)], capture_output=True, text=True, timeout=30).stdout
+    assert f"network inspector: {topo.b}/{topo.vb} (xdp+tc_ingress+tc_egress)" in out, out
+    assert re.search(r"^  xdp +packets +\d+, parse failures \d+, ring dropped 0$", out, re.M), out
     view = _get(net_agent, "/api/v1/network")
     assert view["enabled"] is True and view["settings"]["port_scan_ports"] == SCAN_PORTS
     assert set(view["interfaces"]) == set(net["interfaces"])
