@@ -96,3 +96,95 @@ def remove(t: Topology) -> None:
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid), 9)
             sh("ip", "netns", "del", ns, check=False)
+
+
+# -- traffic of known shape (python -c SCRIPT args...), run inside the namespaces ------------------
+
+#: UDP_SINK ip port n replies size: receive n datagrams, answer with `replies` datagrams of `size` bytes
+UDP_SINK = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.settimeout(10)
+print("ready", flush=True)
+n, replies, size = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+peer = None
+for _ in range(n):
+    data, peer = s.recvfrom(65536)
+for _ in range(replies):
+    s.sendto(b"r" * size, peer)
+print("done", flush=True)
+"""
+
+#: UDP_SEND ip port dst dport n size replies: a connected socket sends n datagrams, reads the replies;
+#: prints its pid first, "ok" last
+UDP_SEND = r"""
+import os, socket, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.connect((sys.argv[3], int(sys.argv[4])))
+print(os.getpid(), flush=True)
+n, size, replies = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+for _ in range(n):
+    s.send(b"x" * size)
+    time.sleep(0.001)
+s.settimeout(10)
+for _ in range(replies):
+    s.recv(65536)
+print("ok", flush=True)
+"""
+
+#: TCP_SERVER ip port [connections]: answers each connection with "ok <bytes received>" (IPv4 or IPv6)
+TCP_SERVER = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(8)
+print("ready", flush=True)
+s.settimeout(15)
+for _ in range(int(sys.argv[3]) if len(sys.argv) > 3 else 1):
+    c, _ = s.accept()
+    got = 0
+    while True:
+        d = c.recv(65536)
+        if not d:
+            break
+        got += len(d)
+    c.sendall(b"ok %d" % got)
+    c.close()
+"""
+
+#: TCP_CLIENT ip port nbytes: prints "<pid> <local port>", sends, prints the server's answer
+TCP_CLIENT = r"""
+import os, socket, sys
+c = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
+c.connect((sys.argv[1], int(sys.argv[2])))
+print(os.getpid(), c.getsockname()[1], flush=True)
+c.sendall(b"y" * int(sys.argv[3]))
+c.shutdown(socket.SHUT_WR)
+print(c.recv(100).decode(), flush=True)
+c.close()
+"""
+
+
+def start_dnsmasq(t: Topology, tmp: Path, records: Sequence[str], probe: tuple[str, str]) -> subprocess.Popen[bytes]:
+    """dnsmasq answering on b's address, authoritative for sentinel.test (unknown names: NXDOMAIN).
+
+    ``records``: more dnsmasq options (``--host-record=...``, ``--txt-record=...``); ``probe``: a name
+    and the address it must resolve to before this returns. The caller kills the process.
+    """
+    proc = t.popen(t.b, ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
+                         f"--listen-address={t.ip_b}", "--port=53", "--user=root", f"--pid-file={tmp / 'pid'}",
+                         "--local=/sentinel.test/", *records, "--log-facility=-"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 15
+    while sh(*t.exec_a("dig", f"@{t.ip_b}", "+time=1", "+tries=1", "+short", probe[0]),
+             check=False).stdout.strip() != probe[1]:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"dnsmasq in {t.b} does not answer {probe[0]}")
+        time.sleep(0.1)
+    return proc
+

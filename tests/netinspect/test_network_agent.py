@@ -25,6 +25,7 @@ from typing import Any
 
 import netns_topology
 import pytest
+from netns_topology import TCP_CLIENT, TCP_SERVER, UDP_SEND, UDP_SINK
 
 from conftest import AgentHandle, Obj, start_agent, stop_agent, wait_until
 from sentinel_edge.enforce.kernel import EnforceKernel
@@ -155,35 +156,7 @@ def _ports(o: Obj) -> tuple[int, int]:
 
 # ------------------------------------------------------------------------------------- flows
 
-UDP_SINK = r"""
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.settimeout(10)
-print("ready", flush=True)
-n, replies, size = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-peer = None
-for _ in range(n):
-    data, peer = s.recvfrom(65536)
-for _ in range(replies):
-    s.sendto(b"r" * size, peer)
-print("done", flush=True)
-"""
 
-UDP_SEND = r"""
-import os, socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.connect((sys.argv[3], int(sys.argv[4])))
-n, size, replies = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-for _ in range(n):
-    s.send(b"x" * size)
-    time.sleep(0.001)
-s.settimeout(10)
-for _ in range(replies):
-    s.recv(65536)
-print("ok", os.getpid(), flush=True)
-"""
 
 
 def test_udp_flow_counts_match_the_generator(net_agent: AgentHandle, topo: netns_topology.Topology) -> None:
@@ -197,7 +170,7 @@ def test_udp_flow_counts_match_the_generator(net_agent: AgentHandle, topo: netns
         res = subprocess.run(topo.exec_a(sys.executable, "-c", UDP_SEND, topo.ip_a, str(cport), topo.ip_b,
                                          str(sport), str(n), str(size), str(m)), capture_output=True, timeout=30)
         assert res.returncode == 0, res.stderr
-        sender = int(res.stdout.split()[1])
+        sender = int(res.stdout.split()[0])
         assert sink.wait(15) == 0
     finally:
         sink.kill()
@@ -232,37 +205,7 @@ def test_udp_flow_counts_match_the_generator(net_agent: AgentHandle, topo: netns
     assert rec_a["activity_id"] in (6, 2) and rec_a["start_time"] <= rec_a["end_time"]
 
 
-TCP_SERVER = r"""
-import socket, sys
-s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(8)
-print("ready", flush=True)
-s.settimeout(15)
-for _ in range(int(sys.argv[3])):
-    c, _ = s.accept()
-    got = 0
-    while True:
-        d = c.recv(65536)
-        if not d:
-            break
-        got += len(d)
-    c.sendall(b"ok %d" % got)
-    c.close()
-"""
 
-TCP_CLIENT = r"""
-import os, socket, sys
-fam = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
-c = socket.socket(fam)
-c.connect((sys.argv[1], int(sys.argv[2])))
-print(os.getpid(), c.getsockname()[1], flush=True)
-c.sendall(b"y" * int(sys.argv[3]))
-c.shutdown(socket.SHUT_WR)
-print(c.recv(100).decode(), flush=True)
-c.close()
-"""
 
 
 @pytest.mark.parametrize("v6", [False, True], ids=["ipv4", "ipv6"])
@@ -318,17 +261,11 @@ def test_tcp_client_flow_is_attributed_to_its_process(net_agent: AgentHandle, to
 @pytest.fixture(scope="module")
 def dns_server(topo: netns_topology.Topology, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("dnsmasq")
-    proc = topo.popen(topo.b, ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
-                               f"--listen-address={topo.ip_b}", "--port=53", "--user=root",
-                               f"--pid-file={tmp / 'pid'}", "--local=/sentinel.test/",
-                               "--host-record=www.sentinel.test,10.66.0.77",
-                               "--host-record=mail.sentinel.test,10.66.0.78,fd66::78",
-                               "--txt-record=txt.sentinel.test,hello", "--log-facility=-"],
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = netns_topology.start_dnsmasq(topo, tmp, ["--host-record=www.sentinel.test,10.66.0.77",
+                                                    "--host-record=mail.sentinel.test,10.66.0.78,fd66::78",
+                                                    "--txt-record=txt.sentinel.test,hello"],
+                                        ("www.sentinel.test", "10.66.0.77"))
     try:
-        wait_until(lambda: subprocess.run(topo.exec_a("dig", f"@{topo.ip_b}", "+time=1", "+tries=1", "+short",
-                                                      "www.sentinel.test"), capture_output=True, text=True)
-                   .stdout.strip() == "10.66.0.77" or None, "dnsmasq answering", timeout=15)
         yield topo.ip_b
     finally:
         proc.kill()

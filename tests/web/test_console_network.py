@@ -32,6 +32,7 @@ from conftest import AgentHandle, Obj, start_agent, stop_agent, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "netinspect"))
 import netns_topology  # tests/netinspect: the two-namespace helper
+from netns_topology import TCP_CLIENT, TCP_SERVER, UDP_SEND, UDP_SINK
 
 from sentinel_edge.enforce.kernel import EnforceKernel
 
@@ -84,14 +85,10 @@ def dns_server(topo: netns_topology.Topology,
                tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
     """dnsmasq in netns b: (its address, its pid)."""
     tmp = tmp_path_factory.mktemp("dnsmasq")
-    proc = topo.popen(topo.b, ["dnsmasq", "--no-daemon", "--no-resolv", "--no-hosts", "--bind-interfaces",
-                               f"--listen-address={topo.ip_b}", "--port=53", "--user=root",
-                               f"--pid-file={tmp / 'pid'}", f"--host-record=www.sentinel.test,{WWW}",
-                               f"--txt-record=xss.sentinel.test,{XSS_IMG}", "--log-facility=-"],
-                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = netns_topology.start_dnsmasq(topo, tmp, [f"--host-record=www.sentinel.test,{WWW}",
+                                                    f"--txt-record=xss.sentinel.test,{XSS_IMG}"],
+                                        ("www.sentinel.test", WWW))
     try:
-        wait_until(lambda: dig(topo, topo.ip_b, "+short", "www.sentinel.test").stdout.strip() == WWW or None,
-                   "dnsmasq answering", timeout=15)
         assert Path(f"/proc/{proc.pid}/comm").read_text().strip() == "dnsmasq"  # ip netns exec runs it in place
         yield topo.ip_b, proc.pid
     finally:
@@ -148,64 +145,9 @@ def dig(topo: netns_topology.Topology, server: str, *args: str) -> subprocess.Co
                           capture_output=True, text=True, timeout=20)
 
 
-UDP_SINK = r"""
-import socket, sys
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.settimeout(10)
-print("ready", flush=True)
-n, replies, size = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
-peer = None
-for _ in range(n):
-    data, peer = s.recvfrom(65536)
-for _ in range(replies):
-    s.sendto(b"r" * size, peer)
-"""
 
-UDP_SEND = r"""
-import os, socket, sys, time
-s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.connect((sys.argv[3], int(sys.argv[4])))
-print(os.getpid(), flush=True)
-n, size, replies = int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
-for _ in range(n):
-    s.send(b"x" * size)
-    time.sleep(0.001)
-s.settimeout(10)
-for _ in range(replies):
-    s.recv(65536)
-"""
 
-TCP_SERVER = r"""
-import socket, sys
-s = socket.socket()
-s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-s.bind((sys.argv[1], int(sys.argv[2])))
-s.listen(4)
-print("ready", flush=True)
-s.settimeout(15)
-c, _ = s.accept()
-got = 0
-while True:
-    d = c.recv(65536)
-    if not d:
-        break
-    got += len(d)
-c.sendall(b"ok %d" % got)
-c.close()
-"""
 
-TCP_CLIENT = r"""
-import os, socket, sys
-c = socket.socket()
-c.connect((sys.argv[1], int(sys.argv[2])))
-print(os.getpid(), c.getsockname()[1], flush=True)
-c.sendall(b"y" * int(sys.argv[3]))
-c.shutdown(socket.SHUT_WR)
-print(c.recv(100).decode(), flush=True)
-c.close()
-"""
 
 SCAN = r"""
 import socket, sys

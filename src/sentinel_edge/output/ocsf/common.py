@@ -433,12 +433,17 @@ def base(
     status_id: int | None = None,
     message: str | None = None,
     activity_name: str | None = None,
+    with_proc: bool = True,
 ) -> dict[str, Any]:
     """Fields every OCSF event has.
 
     Caption siblings (``class_name``, ``activity_name``, ``type_name``,
     ``severity``, ``status``) come from the pinned schema (see :func:`finish`);
     ``activity_name`` is for activity 99 (Other) and says what the activity was.
+    ``with_proc=False``: the event has no calling task (packets seen by the
+    network inspector with no known socket owner): no ``actor`` from the raw
+    se_proc and no ``unmapped.proc``; an enriched process, when there is one,
+    is still the actor.
     """
     cdef = class_def(class_uid)
     if cdef.get("category_uid") != category_uid:
@@ -454,9 +459,13 @@ def base(
         "time": epoch_ms(event, host),
         "metadata": _metadata_cached(event.kind),
         "device": _device_cached(host),
-        "actor": actor(event, host),
-        "unmapped": {"event": event.kind, "proc": proc_context(event)},
+        "unmapped": {"event": event.kind},
     }
+    if with_proc:
+        obj["actor"] = actor(event, host)
+        obj["unmapped"]["proc"] = proc_context(event)
+    elif event.process is not None:  # attributed without the raw se_proc (replayed objects)
+        obj["actor"] = actor(event, host)
     if activity_name:
         obj["activity_name"] = activity_name
     if status_id is not None:

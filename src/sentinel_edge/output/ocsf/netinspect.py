@@ -36,19 +36,14 @@ from typing import Any
 from sentinel_edge.model import KIND_DNS, KIND_FLOW, KIND_NETDET, Event
 from sentinel_edge.netinspect.community import community_id
 from sentinel_edge.output.ocsf.common import (
-    SEVERITY_INFORMATIONAL,
     HostInfo,
-    _device_cached,
-    _metadata_cached,
-    actor,
     base,
     boot_ns_to_ms,
-    epoch_ms,
     register,
 )
 from sentinel_edge.output.ocsf.enforce import security_control
 from sentinel_edge.output.ocsf.network import IP_PROTOCOL_NAMES, format_ip
-from sentinel_edge.output.ocsf.schema import class_def, enum_caption, raw_schema
+from sentinel_edge.output.ocsf.schema import enum_caption, raw_schema
 
 CLASS_NETWORK_ACTIVITY = 4001
 CLASS_DNS_ACTIVITY = 4003
@@ -124,29 +119,9 @@ def _opcode_caption(opcode_id: int) -> str | None:
 
 def _base(event: Event, host: HostInfo, class_uid: int, activity_id: int,
           activity_name: str | None = None) -> dict[str, Any]:
-    """common.base() for attributed events; without a process: no actor, no unmapped.proc."""
-    if event.proc.get("pid") is not None:
-        return base(event, host, class_uid=class_uid, category_uid=CATEGORY_NETWORK, activity_id=activity_id,
-                    activity_name=activity_name)
-    cdef = class_def(class_uid)
-    if cdef.get("category_uid") != CATEGORY_NETWORK or enum_caption(class_uid, "activity_id", activity_id) is None:
-        raise ValueError(f"class {class_uid} has no activity_id {activity_id} in category {CATEGORY_NETWORK}")
-    obj: dict[str, Any] = {
-        "class_uid": class_uid,
-        "category_uid": CATEGORY_NETWORK,
-        "activity_id": activity_id,
-        "type_uid": class_uid * 100 + activity_id,
-        "severity_id": SEVERITY_INFORMATIONAL,
-        "time": epoch_ms(event, host),
-        "metadata": _metadata_cached(event.kind),
-        "device": _device_cached(host),
-        "unmapped": {"event": event.kind},
-    }
-    if event.process is not None:  # attributed without the raw se_proc (replayed objects)
-        obj["actor"] = actor(event, host)
-    if activity_name:
-        obj["activity_name"] = activity_name
-    return obj
+    """common.base(); without a socket owner: no actor (unless enriched), no unmapped.proc."""
+    return base(event, host, class_uid=class_uid, category_uid=CATEGORY_NETWORK, activity_id=activity_id,
+                activity_name=activity_name, with_proc=event.proc.get("pid") is not None)
 
 
 def _where(d: dict[str, Any]) -> dict[str, Any]:
