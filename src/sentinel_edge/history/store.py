@@ -143,6 +143,7 @@ class _Codec:
         self._current = 0
         self._cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
         self._samples: list[bytes] = []
+        self._pending: tuple[int, bytes] | None = None  # trained, its transaction not committed yet
         self._local = threading.local()
         self._lock = threading.Lock()
 
@@ -166,16 +167,23 @@ class _Codec:
 
     def encode(self, raw: bytes) -> bytes:
         """Writer thread only."""
-        if not self._current and len(self._samples) < ZDICT_SAMPLES:
-            self._samples.append(raw)
         return _ZMARK + self._current.to_bytes(2, "little") + self._cctx.compress(raw)
 
+    def sample(self, raws: list[bytes]) -> None:
+        """Writer thread: keep events (before they are encoded) until there are enough to train on."""
+        if not self._current and len(self._samples) < ZDICT_SAMPLES:
+            self._samples.extend(raws[:ZDICT_SAMPLES - len(self._samples)])
+
     def want_training(self) -> bool:
-        return not self._current and len(self._samples) >= ZDICT_SAMPLES
+        return not self._current and len(self._samples) >= ZDICT_SAMPLES and self._pending is None
 
     def train(self, conn: sqlite3.Connection) -> None:
-        """Writer thread, inside a transaction: a dictionary from the samples, stored and used from now on."""
-        samples, self._samples = self._samples, []
+        """Writer thread, as a transaction's body: a dictionary from the samples, stored in ``zdicts``.
+
+        It is used (``activate``) only once that transaction committed: rows never name a dictionary
+        that a rolled-back transaction took with it.
+        """
+        samples = self._samples
         try:
             data = zstandard.train_dictionary(ZDICT_BYTES, list[bytes | bytearray | memoryview](samples)).as_bytes()
         except zstandard.ZstdError as exc:  # too few or too uniform samples: stay without a dictionary
@@ -184,7 +192,14 @@ class _Codec:
             return
         cur = conn.execute("INSERT INTO zdicts (created, data) VALUES (?, ?)", (_now_ms(), data))
         assert cur.lastrowid is not None
-        self._add(int(cur.lastrowid), data)
+        self._pending = (int(cur.lastrowid), data)
+
+    def activate(self, committed: bool) -> None:
+        """After train()'s transaction: use the new dictionary (committed) or keep the samples to try again."""
+        pending, self._pending = self._pending, None
+        if pending is not None and committed:
+            self._samples = []
+            self._add(*pending)
 
     def decode(self, value: Any) -> Any:
         if isinstance(value, str):  # a row of schema 1-2 (or an alert): JSON text
@@ -801,15 +816,25 @@ class HistoryStore:
             events = [obj for obj, _ in rows]
 
         codec = self._codec
-        packed = [(obj, codec.encode(text.encode())) for obj, text in rows]
+        raws = [text.encode() for _, text in rows]
+        codec.sample(raws)
+        if codec.want_training():
+            # the dictionary is trained (and committed) before this batch is encoded: the batch that
+            # completes the samples is already compressed with it
+            try:
+                self._txn("NORMAL", codec.train)
+            except (sqlite3.Error, OSError) as exc:
+                codec.activate(committed=False)
+                log.warning("history store: storing the compression dictionary failed (%s); will try again", exc)
+            else:
+                codec.activate(committed=True)
+        packed = [(obj, codec.encode(raw)) for (obj, _), raw in zip(rows, raws, strict=True)]
 
         def body(conn: sqlite3.Connection) -> None:
             counts: Counter[tuple[int, int]] = Counter()
             for obj, data in packed:
                 t, class_uid = _insert_event(conn, obj, data)
                 counts[(_minute(t), class_uid)] += 1
-            if codec.want_training():
-                codec.train(conn)
             conn.executemany("INSERT INTO event_counts (minute, class_uid, n) VALUES (?, ?, ?) ON CONFLICT"
                              " (minute, class_uid) DO UPDATE SET n = n + excluded.n",
                              [(m, c, n) for (m, c), n in counts.items()])
