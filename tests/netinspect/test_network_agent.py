@@ -381,7 +381,7 @@ def test_syn_flood_raises_an_event_and_the_drop_stops_replies(net_agent: AgentHa
     mark, amark = net_agent.mark(), net_agent.alert_mark()
     before = _syn_replies(topo, FLOOD_SOURCE, 7, 5)
     assert before == 5  # RSTs from the closed port
-    burst = SYN_SRC * 2
+    burst = SYN_SRC * 4  # 1.2 s: the threshold is crossed after 0.3 s, the block must land before the end
     got = _syn_replies(topo, FLOOD_SOURCE, 7, burst)
     ev = wait_until(lambda: (net_agent._read(), next(iter(_netdet(net_agent, mark, "syn_flood")), None))[1],
                     "SYN-flood event", timeout=15)

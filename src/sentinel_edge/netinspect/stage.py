@@ -257,10 +257,12 @@ class NetInspectStage:
         if final:
             ready, self._held = self._held, []
         else:
+            # detections belong to no socket: they go at once (a drop should not wait); DNS messages wait
+            # for their socket's events
             limit = cut_ns - HOLD_NS
-            ready = [e for e in self._held if e.ts_ns <= limit]
+            ready = [e for e in self._held if e.kind == KIND_NETDET or e.ts_ns <= limit]
             if ready:
-                self._held = [e for e in self._held if e.ts_ns > limit]
+                self._held = [e for e in self._held if e.kind != KIND_NETDET and e.ts_ns > limit]
         out = self._release(ready, sockets, final)
         if final or time.monotonic() >= self._next_flows:
             self._next_flows = time.monotonic() + self.cfg.flow_interval_s
