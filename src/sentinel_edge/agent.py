@@ -465,9 +465,8 @@ class Agent:
             log.error("network.interfaces not changed: %s", exc)
             self._health("degraded", f"network.interfaces not changed: {exc}", component="network")
             return
-        if fresh.network.interfaces == list(self.network.interfaces) + [
-                s for s in self.network.problems if s not in self.network.interfaces]:
-            return
+        if set(fresh.network.interfaces) == set(self.network.interfaces) | set(self.network.problems):
+            return  # the same interfaces (order does not matter): nothing to attach or detach
         try:
             notes = self.network.set_interfaces(fresh.network.interfaces)
         except SentinelEdgeError as exc:

@@ -12,13 +12,17 @@ in the kernel's counters. Traffic stays between the two namespaces.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+CLONE_NEWNET = 0x40000000
 
 
 def sh(*cmd: str, check: bool = True, timeout: float = 30) -> subprocess.CompletedProcess[str]:
@@ -80,6 +84,23 @@ def make(tag: str, net: int) -> Topology:
         remove(t)
         raise
     return t
+
+
+@contextmanager
+def in_netns(name: str) -> Iterator[None]:
+    """This thread in network namespace ``name`` for the block."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    orig = os.open("/proc/self/ns/net", os.O_RDONLY)
+    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+    try:
+        assert libc.setns(fd, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
+        try:
+            yield
+        finally:
+            assert libc.setns(orig, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
+    finally:
+        os.close(fd)
+        os.close(orig)
 
 
 def _up(ns: str, dev: str) -> bool:

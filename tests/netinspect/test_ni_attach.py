@@ -20,11 +20,11 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from netns_topology import in_netns
 
 from sentinel_edge.enforce import netmaps
 from sentinel_edge.enforce.kernel import EnforceKernel
@@ -49,7 +49,6 @@ AF_INET, AF_INET6 = 2, 10
 INIT_REMOTE = 1
 TCP_SYN, TCP_ACK, TCP_FIN = 0x02, 0x10, 0x01
 DET_ICMP, DET_SCAN = 4, 3
-CLONE_NEWNET = 0x40000000
 SO_COOKIE = 57
 
 
@@ -154,23 +153,6 @@ def kern(pair: Pair, enforce: EnforceKernel) -> Iterator[NetInspectKernel]:
     finally:
         k.close()
     assert_clean(enforce)
-
-
-@contextmanager
-def in_netns(name: str) -> Iterator[None]:
-    """This thread in network namespace ``name`` for the block."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    orig = os.open("/proc/self/ns/net", os.O_RDONLY)
-    fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
-    try:
-        assert libc.setns(fd, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
-        try:
-            yield
-        finally:
-            assert libc.setns(orig, CLONE_NEWNET) == 0, os.strerror(ctypes.get_errno())
-    finally:
-        os.close(fd)
-        os.close(orig)
 
 
 # -- what is attached, seen from outside ------------------------------------------------------------

@@ -31,7 +31,7 @@ from sentinel_edge.model import KIND_DNS, KIND_FLOW, KIND_NETDET, Event
 if TYPE_CHECKING:
     from sentinel_edge.enforce.kernel import EnforceKernel
     from sentinel_edge.enrich.sockets import SocketTable
-    from sentinel_edge.netinspect.kernel import FlowEntry, Interface, NetInspectKernel
+    from sentinel_edge.netinspect.kernel import FlowEntry, Interface, NetInspectKernel, NiSettings
     from sentinel_edge.wire.decode import Decoder
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ IPPROTO_TCP = 6
 Blocker = Callable[[ipaddress.IPv4Address | ipaddress.IPv6Address, float, str], dict[str, Any]]
 
 
-def settings_of(cfg: NetworkConfig) -> Any:
+def settings_of(cfg: NetworkConfig) -> NiSettings:
     from sentinel_edge.netinspect.kernel import NiSettings
 
     return NiSettings(window_s=cfg.window_ms / 1000, syn_src=cfg.syn_flood_per_source, syn_all=cfg.syn_flood_total,
