@@ -380,7 +380,7 @@ def test_syn_flood_raises_an_event_and_the_drop_stops_replies(net_agent: AgentHa
                                                               topo: netns_topology.Topology) -> None:
     mark, amark = net_agent.mark(), net_agent.alert_mark()
     before = _syn_replies(topo, FLOOD_SOURCE, 7, 5)
-    assert before == 5  # RSTs from the closed port
+    assert before > 0  # RSTs from the closed port (a loaded host may lose one: what counts is none after the drop)
     burst = SYN_SRC * 4  # 1.2 s: the threshold is crossed after 0.3 s, the block must land before the end
     got = _syn_replies(topo, FLOOD_SOURCE, 7, burst)
     ev = wait_until(lambda: (net_agent._read(), next(iter(_netdet(net_agent, mark, "syn_flood")), None))[1],
@@ -392,7 +392,7 @@ def test_syn_flood_raises_an_event_and_the_drop_stops_replies(net_agent: AgentHa
     assert got < burst  # the drop started during the burst
     after = _syn_replies(topo, FLOOD_SOURCE, 7, 5)
     assert after == 0  # dropped in XDP by the enforcement entry program
-    assert _syn_replies(topo, topo.ip_a, 7, 3) == 3  # another source of the same namespace still gets replies
+    assert _syn_replies(topo, topo.ip_a, 7, 5) > 0  # another source of the same namespace still gets replies
     c = _counters(net_agent, "xdp")
     assert c.get("packets", 0) > burst
     # the drops are counted by the enforcement entry program, and shown in /metrics
@@ -410,7 +410,7 @@ def test_flood_from_a_never_block_source_is_reported_not_blocked(net_agent: Agen
         "SYN-flood event of the management source", timeout=15)
     resp = ev["unmapped"]["response"]
     assert resp["ok"] is False and "management network" in resp["error"], resp
-    assert _syn_replies(topo, MGMT_SOURCE, 9, 3) == 3
+    assert _syn_replies(topo, MGMT_SOURCE, 9, 5) > 0  # not blocked (a blocked source gets none)
 
 
 def test_spoofed_syn_flood_raises_the_aggregate_event_and_blocks_no_one(net_agent: AgentHandle,
@@ -441,7 +441,7 @@ def test_icmp_flood_is_detected_and_its_source_dropped(net_agent: AgentHandle,
         line = next(ln for ln in (res.stdout + res.stderr).splitlines() if "packets received" in ln)
         return int(line.split(",")[1].split()[0])
 
-    assert pings(3, "u10000") == 3
+    assert pings(3, "u10000") > 0
     pings(ICMP + 50, "u1000")
     ev = wait_until(lambda: (net_agent._read(), next(iter(_netdet(net_agent, mark, "icmp_flood")), None))[1],
                     "ICMP-flood event", timeout=15)
